@@ -1,0 +1,29 @@
+# speechkit — the two commands a new user needs: `make demo` and `make test`.
+PY := .venv/bin/python
+SHELL := /bin/bash
+DEMO := egs/mini_synth/ssl1
+
+.PHONY: install test demo bench clean help
+
+help:
+	@echo "make install   create .venv and install speechkit with pinned dependencies"
+	@echo "make test      install, then run the test suite (pytest)"
+	@echo "make demo      install, then run the mini recipe on the synthetic corpus end to end"
+	@echo "make bench     install, then run the benchmarks in bench/ against their peers"
+
+install:
+	@bash tools/install.sh
+
+test: install
+	$(PY) -m pytest test
+
+demo: install
+	@if [ -x $(DEMO)/run.sh ]; then \
+	  cd $(DEMO) && PATH=$(CURDIR)/.venv/bin:$$PATH ./run.sh --demo true; \
+	else echo "make demo: the mini recipe ($(DEMO)/run.sh) is not yet available"; fi
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache
