@@ -1,0 +1,84 @@
+"""Dump the features of one layer of a trained speechkit model to ark/scp shards (50 Hz).
+
+Usage:
+    python -m speechkit.bin.dump_layer_features --checkpoint exp/hubert_iter1/checkpoint_best.pt \\
+        --layer 6 --data-dir data/train --out dump/hubert_iter1_l6/train --nj 2 \\
+        [--portion 0.1 --seed 0] [--device cuda] [--cmd utils/run.pl]
+
+Works for any checkpoint ``speechkit.models.load_pretrained`` reads. Utterances are run through
+``extract_features`` in padded batches (``--batch-seconds`` of audio per forward). ``--layer k``
+is the output of transformer layer k (1-based); 0 is the input of the first layer.
+Without ``--job`` this launches jobs 1..nj through the launcher
+(``<cmd> JOB=1:nj <out>/log/dump.JOB.log python -m speechkit.bin.dump_layer_features ... --job JOB``),
+then merges the shards into ``<out>/feats.scp`` and ``<out>/utt2num_frames``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from speechkit.features.dump import dump_job, merge_dump, run_jobs
+from speechkit.log import setup_logging
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="speechkit checkpoint (.pt)")
+    p.add_argument("--layer", type=int, required=True, help="transformer layer (1-based; 0 = its input)")
+    p.add_argument("--data-dir", required=True, help="Kaldi data dir (wav.scp, optional segments)")
+    p.add_argument("--out", required=True, help="output folder for shards, feats.scp, utt2num_frames")
+    p.add_argument("--nj", type=int, default=1, help="number of jobs")
+    p.add_argument("--job", type=int, default=None, help="run only this job (1-based); set by the launcher")
+    p.add_argument("--portion", type=float, default=None, help="dump a random portion (0,1] of utterances")
+    p.add_argument("--seed", type=int, default=0, help="seed for --portion")
+    p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--batch-seconds", type=float, default=200.0, help="padded audio seconds per forward")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    p.add_argument("--num-threads", type=int, default=None, help="torch threads per job")
+    p.add_argument("--cmd", default="utils/run.pl", help="launcher (Kaldi run.pl/slurm.pl convention)")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
+    from speechkit.train.layer_features import LayerFeatures
+
+    def extractor() -> LayerFeatures:
+        return LayerFeatures(args.checkpoint, args.layer, device=args.device,
+                             max_batch_samples=int(args.batch_seconds * args.sample_rate))
+
+    if args.job is not None:  # one worker
+        dump_job(args.data_dir, extractor(), args.out, args.job, args.nj, args.portion, args.seed,
+                 args.sample_rate, batch_seconds=args.batch_seconds)
+        return 0
+    ext = extractor()
+    if args.nj == 1:
+        dump_job(args.data_dir, ext, args.out, 1, 1, args.portion, args.seed, args.sample_rate,
+                 batch_seconds=args.batch_seconds)
+    else:
+        worker = [sys.executable, "-m", "speechkit.bin.dump_layer_features", "--checkpoint", args.checkpoint,
+                  "--layer", str(args.layer), "--data-dir", args.data_dir, "--out", args.out,
+                  "--nj", str(args.nj), "--job", "JOB", "--seed", str(args.seed),
+                  "--sample-rate", str(args.sample_rate), "--batch-seconds", str(args.batch_seconds),
+                  "--device", args.device,
+                  "--num-threads", str(args.num_threads or max(1, (os.cpu_count() or 1) // args.nj))]
+        if args.portion is not None:
+            worker += ["--portion", str(args.portion)]
+        run_jobs(args.cmd, args.nj, f"{args.out}/log/dump.JOB.log", worker)
+    info = {"feat": "model_layer", "checkpoint": str(args.checkpoint), "layer": args.layer, "dim": ext.dim,
+            "frame_rate": ext.frame_rate, "sample_rate": args.sample_rate, "portion": args.portion,
+            "seed": args.seed, "nj": args.nj}
+    scp = merge_dump(args.out, args.nj, info)
+    print(f"wrote {scp}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Features from a layer of a trained speechkit model (HuBERT iteration 2's k-means input).
+
+``LayerFeatures(checkpoint, layer)`` follows speechkit.features' ``FeatureExtractor`` protocol
+(``(wav) -> (T, D)``, ``batch(wavs)``, ``dim``, ``frame_rate``), so the generic dumper
+(:func:`speechkit.features.dump.dump_job`) writes its ark/scp shards. Frames are the model's
+(50 Hz for the stride-320 extractor); ``layer=k`` is the output of transformer layer k
+(1-based, fairseq's ``output_layer``), ``layer=0`` the input to the first layer.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+class LayerFeatures:
+    def __init__(self, checkpoint: str | os.PathLike, layer: int, device: str = "cpu",
+                 max_batch_samples: int = 16000 * 200):
+        from speechkit.models import load_pretrained
+
+        self.device = torch.device(device)
+        self.model = load_pretrained(checkpoint, map_location="cpu").to(self.device).eval()
+        cfg = getattr(self.model, "config", None)
+        enc = getattr(cfg, "encoder", None)
+        num_layers = getattr(enc, "num_layers", None)
+        if layer < 0 or (num_layers is not None and layer > num_layers):
+            raise ValueError(f"{checkpoint}: layer {layer} out of range; the model has {num_layers} layers")
+        self.layer = layer
+        self.dim = int(getattr(enc, "embed_dim", 0))
+        sample_rate = getattr(cfg, "sample_rate", 16000)
+        stride = self.model.hubert.feature_extractor.total_stride if hasattr(self.model, "hubert") else 320
+        self.frame_rate = sample_rate / stride
+        self.max_batch_samples = max_batch_samples
+
+    @torch.no_grad()
+    def batch(self, wavs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Longest-first sub-batches of at most ``max_batch_samples`` padded samples."""
+        order = sorted(range(len(wavs)), key=lambda i: -len(wavs[i]))
+        out: list[np.ndarray | None] = [None] * len(wavs)
+        i = 0
+        while i < len(order):
+            longest = len(wavs[order[i]])
+            n = max(1, self.max_batch_samples // max(longest, 1))
+            idx = order[i : i + n]
+            i += n
+            x = torch.zeros(len(idx), longest)
+            lens = torch.tensor([len(wavs[j]) for j in idx], dtype=torch.long)
+            for b, j in enumerate(idx):
+                x[b, : len(wavs[j])] = torch.from_numpy(np.asarray(wavs[j], dtype=np.float32))
+            hidden, frame_lens = self.model.extract_features(x.to(self.device), lens.to(self.device),
+                                                             layer=self.layer)
+            h = hidden[self.layer].float().cpu()  # (B, T', D)
+            for b, j in enumerate(idx):
+                out[j] = h[b, : int(frame_lens[b])].numpy().astype(np.float32)
+        return out  # type: ignore[return-value]
+
+    def __call__(self, wav: np.ndarray) -> np.ndarray:
+        return self.batch([wav])[0]
