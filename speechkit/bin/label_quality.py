@@ -1,0 +1,49 @@
+"""Phone purity, cluster purity and PNMI of k-means labels against phone alignments.
+
+Usage:
+    python -m speechkit.bin.label_quality --labels data/dev/km.mfcc100 \\
+        --alignments data/dev/phones.ali --out exp/kmeans_mfcc100/quality_dev \\
+        [--label-rate 100 --align-rate 100 --tolerance 2]
+
+Alignments: one line per utterance, ``<utt> PH PH ...`` at 100 Hz (one phone per
+10 ms frame). Labels at 50 Hz (model frames) use --label-rate 50: the alignment is
+subsampled by 2 and lengths may differ by --tolerance frames. Prints a small table
+and writes <out>.txt and <out>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from speechkit.cluster.labels import read_label_file
+from speechkit.cluster.quality import label_quality, read_alignments
+from speechkit.log import setup_logging
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--labels", required=True, help="km.<tag> label file")
+    p.add_argument("--alignments", required=True, help="frame-level phone alignment file")
+    p.add_argument("--out", default=None, help="report stem: writes <out>.txt and <out>.json")
+    p.add_argument("--label-rate", type=float, default=100.0, help="labels per second (100 MFCC, 50 model)")
+    p.add_argument("--align-rate", type=float, default=100.0, help="alignment frames per second")
+    p.add_argument("--tolerance", type=int, default=2, help="allowed length difference in label frames")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    rep = label_quality(read_label_file(args.labels), read_alignments(args.alignments),
+                        args.label_rate, args.align_rate, args.tolerance)
+    print(f"label quality of {args.labels}")
+    print(rep.table())
+    if args.out:
+        txt, js = rep.save(args.out)
+        print(f"wrote {txt} and {js}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""Mini-batch k-means with k-means++ initialisation and bounded memory.
+
+The algorithm is scikit-learn's ``MiniBatchKMeans`` as fairseq's HuBERT recipe
+configures it (``learn_kmeans.py``: k-means++, batch 10000, max_iter 100,
+n_init 20, tol 0, max_no_improvement 100, init_size 3 * batch, reassignment 0):
+
+1. n_init k-means++ (greedy, 2 + ln K local trials) initialisations on
+   ``init_size`` random frames; the one with the lowest inertia on a held-out
+   validation sample of ``init_size`` frames wins.
+2. Mini-batch steps: assign a batch to its nearest centres, then move each centre
+   to the running mean of every frame it has received (per-cluster counts give
+   sklearn's 1/n learning rate).
+3. Stop after ``max_iter`` epochs of steps, or when the exponentially weighted
+   average of the batch inertia has not improved for ``max_no_improvement`` steps.
+
+What differs, and why:
+- Frames are streamed: the k-means++ pool and the validation sample are one
+  uniform sample drawn in a single pass; mini-batches come from shuffled passes
+  through a bounded shuffle buffer (``sources.ScpSource``), epoch by epoch rather
+  than sklearn's draws with replacement. Memory is O(sample + buffer), never O(data).
+- The n_init runs share one pool (sklearn gives each its own subset) and advance
+  together, so each k-means++ step is one matmul for all runs; distances use
+  ||x||^2 - 2 x.c + ||c||^2; CUDA is used when present.
+- Optional Lloyd passes (``lloyd_iters``) refine the result with full streaming
+  passes (off by default, to stay the reference algorithm).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from speechkit.cluster.sources import ArraySource, FrameSource, batch_stream, sample_frames
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class KMeansConfig:
+    n_clusters: int = 100
+    batch_size: int = 10000
+    max_iter: int = 100  # epochs worth of mini-batch steps, as sklearn
+    n_init: int = 20
+    init_size: int | None = None  # frames per k-means++ init; None: 3 * batch_size (sklearn)
+    tol: float = 0.0  # > 0: stop when centres move less than tol * mean feature variance
+    max_no_improvement: int | None = 100
+    reassignment_ratio: float = 0.0
+    seed: int = 0
+    buffer_frames: int = 200_000  # shuffle buffer of the streaming path (rows held at once)
+    lloyd_iters: int = 0  # full streaming Lloyd passes after the mini-batch phase
+    device: str = "auto"
+
+
+def _writable(a: np.ndarray) -> np.ndarray:
+    """C-contiguous, writable float32 (kaldiio hands out read-only buffers; torch wants writable)."""
+    return np.require(a, dtype=np.float32, requirements=["C", "W"])
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def nearest(x: torch.Tensor, centers: torch.Tensor, c_sq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centre of each row: (labels (N,), squared distance (N,))."""
+    if c_sq is None:
+        c_sq = (centers * centers).sum(1)
+    # ||c||^2 - 2 x.c in one addmm; ||x||^2 is constant per row so it is added after the min
+    d = torch.addmm(c_sq.unsqueeze(0), x, centers.t(), beta=1.0, alpha=-2.0)  # (N, K)
+    if d.is_cuda:
+        dmin, lab = d.min(dim=1)
+    else:
+        # torch's CPU min-with-indices over short rows is ~5x slower than numpy's argmin
+        dn = d.numpy()
+        lab_np = dn.argmin(axis=1)
+        lab = torch.from_numpy(lab_np)
+        dmin = torch.from_numpy(np.take_along_axis(dn, lab_np[:, None], axis=1)[:, 0])
+    return lab, (dmin + (x * x).sum(1)).clamp_(min=0.0)
+
+
+def _sq_dist(a: torch.Tensor, b_t: torch.Tensor, b_sq: torch.Tensor) -> torch.Tensor:
+    """Squared distances (A, B) between rows of a and columns of b_t (D, B), one fused matmul."""
+    return torch.addmm(b_sq.unsqueeze(0) + (a * a).sum(1, keepdim=True), a, b_t, alpha=-2.0)
+
+
+def kmeans_plusplus(
+    pool: torch.Tensor, k: int, n_init: int, rng: np.random.Generator,
+    n_local_trials: int | None = None, chunk: int = 4096,
+) -> torch.Tensor:
+    """Greedy k-means++ (sklearn's: best of 2 + ln k candidates per centre), n_init runs at once.
+
+    pool: (S, D) frames shared by all runs -> centres (n_init, k, D). The runs differ
+    by their random draws. Sharing the pool (sklearn draws a fresh subset per
+    run) lets every step score all runs' candidates with one matmul per
+    cache-sized chunk of the pool instead of n_init memory-bound ones.
+    """
+    s, d = pool.shape
+    dev = pool.device
+    trials = n_local_trials or 2 + int(math.log(k))
+    pool_t = pool.t().contiguous()  # (D, S)
+    sq = (pool * pool).sum(1)  # (S,)
+    ar = torch.arange(n_init, device=dev)
+    centers = torch.empty(n_init, k, d, device=dev, dtype=pool.dtype)
+    centers[:, 0] = pool[torch.from_numpy(rng.integers(0, s, n_init)).to(dev)]
+    closest = _sq_dist(centers[:, 0], pool_t, sq).clamp_(min=0.0)  # (I, S)
+    for c in range(1, k):
+        pot = closest.sum(1, keepdim=True)  # (I, 1)
+        # candidates drawn with probability proportional to D(x)^2
+        r = torch.from_numpy(rng.random((n_init, trials))).to(dev, closest.dtype) * pot
+        cand_ids = torch.searchsorted(torch.cumsum(closest, 1), r).clamp_(max=s - 1)  # (I, L)
+        cand = pool[cand_ids].reshape(n_init * trials, d)
+        cand_pot = torch.zeros(n_init, trials, device=dev, dtype=pool.dtype)
+        for j in range(0, s, chunk):  # potential of each candidate, chunk by chunk
+            dj = _sq_dist(cand, pool_t[:, j : j + chunk], sq[j : j + chunk]).view(n_init, trials, -1)
+            cand_pot += torch.minimum(dj, closest[:, None, j : j + chunk]).sum(-1)
+        best = cand[(ar * trials + cand_pot.argmin(1))]  # (I, D)
+        centers[:, c] = best
+        closest = torch.minimum(closest, _sq_dist(best, pool_t, sq).clamp_(min=0.0))
+    return centers
+
+
+def inertia_per_init(x: torch.Tensor, inits: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """Summed squared distance of x (N, D) to each centre set in inits (I, K, D) -> (I,)."""
+    n_init, k, d = inits.shape
+    flat_t = inits.reshape(n_init * k, d).t().contiguous()
+    flat_sq = (flat_t * flat_t).sum(0)
+    tot = torch.zeros(n_init, dtype=torch.float64, device=x.device)
+    for j in range(0, len(x), chunk):
+        xj = x[j : j + chunk]
+        dist = torch.addmm(flat_sq.unsqueeze(0), xj, flat_t, alpha=-2.0).view(len(xj), n_init, k).amin(-1)
+        tot += (dist + (xj * xj).sum(1, keepdim=True)).clamp_(min=0.0).sum(0).double()
+    return tot
+
+
+@dataclass
+class FitStats:
+    n_steps: int = 0
+    n_frames_seen: int = 0
+    stopped_early: bool = False
+    init_inertia: list[float] = field(default_factory=list)
+    best_init: int = -1
+    seconds: float = 0.0
+    init_seconds: float = 0.0
+    peak_rows: int = 0  # largest block of frames the source held at once
+
+
+class MiniBatchKMeans:
+    """Streaming mini-batch k-means; ``fit(source)`` with an ``ArraySource`` or ``ScpSource``."""
+
+    def __init__(self, config: KMeansConfig | None = None, **overrides):
+        unknown = [k for k in overrides if not hasattr(KMeansConfig, k)]
+        if unknown:
+            raise TypeError(f"unknown KMeansConfig field(s) {unknown}")
+        self.config = dataclasses.replace(config or KMeansConfig(), **overrides)
+        self.device = pick_device(self.config.device)
+        self.centroids: torch.Tensor | None = None  # (K, D) float32
+        self.inertia_: float | None = None  # mean squared distance per frame (fairseq's figure)
+        self.stats = FitStats()
+
+    # ---- fitting -------------------------------------------------------------------------
+    def fit(self, source: FrameSource | np.ndarray, compute_inertia: bool = True) -> "MiniBatchKMeans":
+        cfg = self.config
+        src = ArraySource(source) if isinstance(source, np.ndarray) else source
+        n, k = src.num_frames, cfg.n_clusters
+        if n < k:
+            raise ValueError(f"{n} frames cannot make {k} clusters; dump more data or lower K")
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(cfg.seed)
+        init_size = cfg.init_size or 3 * cfg.batch_size
+        init_size = min(max(init_size, 3 * k), n)
+        batch = min(cfg.batch_size, n)
+
+        centers = self._init(src, rng, init_size)
+        self.stats.init_seconds = time.perf_counter() - t0
+        counts = torch.zeros(k, device=self.device)
+        n_steps = (cfg.max_iter * n) // batch
+        alpha = min(1.0, batch * 2.0 / (n + 1))  # sklearn's EWA smoothing
+        ewa = ewa_min = None
+        no_improve = since_reassign = 0
+        var_tol = self._tol(src, rng, init_size) if cfg.tol > 0 else 0.0
+        stream = batch_stream(src, batch, rng, cfg.buffer_frames)
+        step = 0
+        for step in range(n_steps):
+            xb = torch.from_numpy(_writable(next(stream))).to(self.device, non_blocking=True)
+            old = centers.clone() if var_tol > 0 else None
+            lab, dist = nearest(xb, centers)
+            batch_inertia = float(dist.sum()) / batch
+            sums = torch.zeros_like(centers).index_add_(0, lab, xb)
+            cnt = torch.bincount(lab, minlength=k).to(counts.dtype)
+            new_counts = counts + cnt
+            hit = cnt > 0
+            # centre <- (old_count * centre + sum of new frames) / new_count: the running mean
+            centers = torch.where(hit.unsqueeze(1), (centers * counts.unsqueeze(1) + sums)
+                                  / new_counts.clamp(min=1).unsqueeze(1), centers)
+            counts = new_counts
+            if cfg.reassignment_ratio > 0:
+                since_reassign += batch
+                if since_reassign >= 10 * k or bool((counts == 0).any()):
+                    since_reassign = 0
+                    centers, counts = self._reassign(xb, centers, counts, rng)
+            if step == 0:  # sklearn ignores the first step for convergence
+                continue
+            if var_tol > 0 and float(((centers - old) ** 2).sum()) <= var_tol:
+                self.stats.stopped_early = True
+                break
+            ewa = batch_inertia if ewa is None else ewa * (1 - alpha) + batch_inertia * alpha
+            if ewa_min is None or ewa < ewa_min:
+                ewa_min, no_improve = ewa, 0
+            else:
+                no_improve += 1
+            if cfg.max_no_improvement is not None and no_improve >= cfg.max_no_improvement:
+                self.stats.stopped_early = True
+                break
+        self.stats.n_steps = step + 1
+        self.stats.n_frames_seen = (step + 1) * batch
+        for _ in range(cfg.lloyd_iters):
+            centers = self._lloyd_pass(src, centers)
+        self.centroids = centers.contiguous()
+        self.stats.seconds = time.perf_counter() - t0
+        logger.info("k-means: %d steps (%.1f epochs)%s in %.1f s", self.stats.n_steps,
+                    self.stats.n_frames_seen / n, ", early stop" if self.stats.stopped_early else "",
+                    self.stats.seconds)
+        if compute_inertia:
+            self.inertia_ = self.inertia(src)
+            logger.info("k-means: final inertia %.4f per frame over %d frames", self.inertia_, n)
+        self.stats.peak_rows = max(src.peak_rows, init_size * 2)
+        return self
+
+    def _init(self, src: FrameSource, rng: np.random.Generator, init_size: int) -> torch.Tensor:
+        cfg = self.config
+        # One streaming pass draws the k-means++ pool and the validation sample
+        # (sklearn draws each init's subset from all data, which needs all data in memory).
+        pool_size = min(src.num_frames, 2 * init_size)
+        sample = torch.from_numpy(sample_frames(src, pool_size, rng, cfg.buffer_frames)).to(self.device)
+        pool = sample[:init_size]
+        val = sample[init_size:] if pool_size > init_size else sample
+        inits = kmeans_plusplus(pool, cfg.n_clusters, cfg.n_init, rng)
+        inert = inertia_per_init(val, inits)
+        best = int(inert.argmin())
+        self.stats.init_inertia, self.stats.best_init = (inert / len(val)).tolist(), best
+        return inits[best].clone()
+
+    def _tol(self, src: FrameSource, rng: np.random.Generator, n: int) -> float:
+        x = sample_frames(src, n, rng, self.config.buffer_frames)
+        return float(np.mean(np.var(x, axis=0))) * self.config.tol
+
+    def _reassign(self, xb, centers, counts, rng):
+        """sklearn's random reassignment of starved centres to random batch frames."""
+        to = counts < self.config.reassignment_ratio * counts.max()
+        if int(to.sum()) > 0.5 * len(xb):
+            keep = torch.argsort(counts)[int(0.5 * len(xb)) :]
+            to[keep] = False
+        m = int(to.sum())
+        if m:
+            pick = torch.from_numpy(rng.choice(len(xb), m, replace=False)).to(xb.device)
+            centers = centers.clone()
+            centers[to] = xb[pick]
+            counts = counts.clone()
+            counts[to] = counts[~to].min()
+        return centers, counts
+
+    def _lloyd_pass(self, src: FrameSource, centers: torch.Tensor) -> torch.Tensor:
+        sums, cnt = torch.zeros_like(centers), torch.zeros(len(centers), device=centers.device)
+        for x in self._blocks(src):
+            lab, _ = nearest(x, centers)
+            sums.index_add_(0, lab, x)
+            cnt += torch.bincount(lab, minlength=len(centers)).to(cnt.dtype)
+        return torch.where((cnt > 0).unsqueeze(1), sums / cnt.clamp(min=1).unsqueeze(1), centers)
+
+    def _blocks(self, src: FrameSource) -> Iterator[torch.Tensor]:
+        for b in src.blocks(None, self.config.buffer_frames):
+            yield torch.from_numpy(_writable(b)).to(self.device)
+
+    # ---- using a fitted model ---------------------------------------------------------------
+    def _check(self) -> torch.Tensor:
+        if self.centroids is None:
+            raise RuntimeError("k-means model is not fitted")
+        return self.centroids
+
+    def inertia(self, source: FrameSource | np.ndarray) -> float:
+        """Mean squared distance to the nearest centre per frame, one streaming pass."""
+        c = self._check()
+        src = ArraySource(source) if isinstance(source, np.ndarray) else source
+        total, n = 0.0, 0
+        c_sq = (c * c).sum(1)
+        for x in self._blocks(src):
+            for i in range(0, len(x), 65536):
+                total += float(nearest(x[i : i + 65536], c, c_sq)[1].double().sum())
+            n += len(x)
+        return total / max(n, 1)
+
+    def predict(self, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """Nearest-centroid labels of (T, D) frames -> (T,) int64."""
+        c = self._check()
+        x = _writable(x)
+        if x.ndim != 2 or x.shape[1] != c.shape[1]:
+            raise ValueError(f"expected frames of shape (T, {c.shape[1]}), got {x.shape}")
+        c_sq = (c * c).sum(1)
+        out = [nearest(torch.from_numpy(x[i : i + chunk]).to(c.device), c, c_sq)[0].cpu()
+               for i in range(0, len(x), chunk)]
+        return torch.cat(out).numpy() if out else np.zeros(0, np.int64)
+
+    # ---- files -------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, **meta) -> None:
+        c = self._check()
+        torch.save({"centroids": c.cpu(), "config": asdict(self.config), "inertia": self.inertia_,
+                    "stats": asdict(self.stats), "meta": meta}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> "MiniBatchKMeans":
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as e:
+            raise RuntimeError(f"{path}: cannot load a k-means model: {e}") from e
+        if "centroids" not in d:
+            raise ValueError(f"{path}: not a speechkit k-means model (no 'centroids')")
+        cfg = KMeansConfig(**{**d["config"], "device": device})
+        m = cls(cfg)
+        m.centroids = d["centroids"].float().to(m.device)
+        m.inertia_ = d.get("inertia")
+        m.meta = d.get("meta", {})
+        return m

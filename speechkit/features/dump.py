@@ -1,0 +1,177 @@
+"""Dump features of a data dir to kaldiio ark/scp shards, one shard per job.
+
+Layout written into ``out_dir`` (e.g. ``dump/mfcc/train``)::
+
+    feats.<job>.ark  feats.<job>.scp  utt2num_frames.<job>   (one set per job)
+    feats.scp  utt2num_frames  feat_info.json                 (merged by ``merge_dump``)
+    log/dump.<job>.log                                        (written by the launcher)
+
+Any ``FeatureExtractor`` (``(wav) -> (T, D)``, optionally ``batch(wavs)``) can be
+dumped; ``register_extractor`` lets other modules (e.g. a model-layer dumper) add
+names usable from ``speechkit.bin.dump_features --feat``. Jobs run through the
+Kaldi-style launcher (``utils/run.pl JOB=1:N log cmd ... JOB ...``), see
+``run_jobs``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import shlex
+import subprocess
+from typing import Callable, Sequence
+
+import numpy as np
+
+from speechkit.features.kaldi import Fbank, FeatureExtractor
+from speechkit.features.mfcc import Mfcc
+from speechkit.io.ark import ArkWriter, merge_scps
+from speechkit.io.audio import AudioReader
+from speechkit.io.datadir import DataDir, DataDirError, read_table, write_table
+from speechkit.log import progress
+
+logger = logging.getLogger(__name__)
+
+ExtractorFactory = Callable[..., FeatureExtractor]
+_EXTRACTORS: dict[str, ExtractorFactory] = {
+    "mfcc": lambda sample_rate=16000, device="cpu", **kw: Mfcc(sample_rate=sample_rate, device=device, **kw),
+    "fbank": lambda sample_rate=16000, device="cpu", **kw: Fbank(sample_rate=sample_rate, device=device, **kw),
+}
+
+
+def register_extractor(name: str, factory: ExtractorFactory) -> None:
+    """Make ``factory(**options) -> FeatureExtractor`` available as ``--feat name``."""
+    _EXTRACTORS[name] = factory
+
+
+def make_extractor(name: str, **options) -> FeatureExtractor:
+    if name not in _EXTRACTORS:
+        raise ValueError(f"unknown feature type {name!r}; expected one of {sorted(_EXTRACTORS)}")
+    return _EXTRACTORS[name](**options)
+
+
+def select_portion(utt_ids: Sequence[str], portion: float | None, seed: int = 0) -> list[str]:
+    """A random ``portion`` (0, 1] of the utterances, sorted; the same for every job given the seed."""
+    utts = sorted(utt_ids)
+    if portion is None or portion >= 1.0:
+        return utts
+    if not 0.0 < portion <= 1.0:
+        raise ValueError(f"portion must be in (0, 1], got {portion}")
+    n = max(1, int(round(portion * len(utts))))
+    idx = np.random.default_rng(seed).choice(len(utts), size=n, replace=False)
+    return [utts[i] for i in sorted(idx)]
+
+
+def job_slice(utt_ids: Sequence[str], job: int, nj: int) -> list[str]:
+    """Job ``job`` (1-based) of ``nj``: a contiguous, nearly equal, stable block of the list."""
+    if not 1 <= job <= nj:
+        raise ValueError(f"job must be in 1..{nj}, got {job}")
+    n = len(utt_ids)
+    return list(utt_ids[(job - 1) * n // nj : job * n // nj])
+
+
+def dump_job(
+    data_dir: str | os.PathLike,
+    extractor: FeatureExtractor,
+    out_dir: str | os.PathLike,
+    job: int = 1,
+    nj: int = 1,
+    portion: float | None = None,
+    seed: int = 0,
+    sample_rate: int = 16000,
+    batch_seconds: float = 60.0,
+) -> int:
+    """Extract and write this job's shard; returns the number of utterances written.
+
+    Utterances shorter than one analysis window (no frames) are skipped with a
+    warning naming them, since an empty matrix cannot carry labels.
+    """
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = DataDir.load(data_dir)
+    utts = job_slice(select_portion(data.utt_ids, portion, seed), job, nj)
+    reader = AudioReader(data, sample_rate=sample_rate)
+    batched = hasattr(extractor, "batch")
+    frames: dict[str, int] = {}
+    skipped: list[str] = []
+    pending: list[tuple[str, np.ndarray]] = []
+    pending_samples = 0
+
+    def flush(writer: ArkWriter) -> None:
+        nonlocal pending, pending_samples
+        wavs = [w for _, w in pending]
+        feats = extractor.batch(wavs) if batched else [extractor(w) for w in wavs]
+        for (utt, _), f in zip(pending, feats):
+            if f.shape[0] == 0:
+                skipped.append(utt)
+                continue
+            writer.write(utt, f)
+            frames[utt] = int(f.shape[0])
+        pending, pending_samples = [], 0
+
+    with ArkWriter(out / f"feats.{job}.ark", out / f"feats.{job}.scp") as writer:
+        for utt in progress(utts, desc=f"dump job {job}/{nj}", total=len(utts), unit="utt"):
+            wav = reader[utt]
+            pending.append((utt, wav))
+            pending_samples += len(wav)
+            if pending_samples >= batch_seconds * sample_rate:
+                flush(writer)
+        if pending:
+            flush(writer)
+    write_table(out / f"utt2num_frames.{job}", frames)
+    if skipped:
+        logger.warning(
+            "%s: skipped %d utterance(s) shorter than one analysis window (no frames): %s",
+            data.path, len(skipped), " ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""),
+        )
+    logger.info("job %d/%d: wrote %d utterances, %d frames to %s", job, nj, len(frames), sum(frames.values()), out)
+    return len(frames)
+
+
+def merge_dump(out_dir: str | os.PathLike, nj: int, info: dict | None = None) -> pathlib.Path:
+    """Merge the jobs' scp and utt2num_frames into ``feats.scp`` / ``utt2num_frames``."""
+    out = pathlib.Path(out_dir)
+    missing = [str(out / f"feats.{j}.scp") for j in range(1, nj + 1) if not (out / f"feats.{j}.scp").is_file()]
+    if missing:
+        raise DataDirError(f"{out}: job output missing: {', '.join(missing)} (see {out}/log/)")
+    merge_scps([out / f"feats.{j}.scp" for j in range(1, nj + 1)], out / "feats.scp")
+    num: dict[str, str] = {}
+    for j in range(1, nj + 1):
+        num.update(read_table(out / f"utt2num_frames.{j}"))
+    write_table(out / "utt2num_frames", num)
+    if info is not None:
+        (out / "feat_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out / "feats.scp"
+
+
+def find_launcher(cmd: str) -> list[str]:
+    """Split a launcher command (``utils/run.pl``, ``utils/slurm.pl --mem 4G``) and resolve its path.
+
+    A relative ``utils/...`` that does not exist in the working directory is looked
+    up in the project checkout, so the CLI also works outside a recipe folder.
+    """
+    parts = shlex.split(cmd)
+    if not parts:
+        raise ValueError("empty launcher command")
+    exe = pathlib.Path(parts[0])
+    if not exe.is_absolute() and not exe.exists():
+        alt = pathlib.Path(__file__).resolve().parents[2] / exe
+        if alt.exists():
+            parts[0] = str(alt)
+        else:
+            raise FileNotFoundError(f"launcher {parts[0]!r} not found in {os.getcwd()} nor at {alt}")
+    return parts
+
+
+def run_jobs(cmd: str, nj: int, log_file: str | os.PathLike, argv: Sequence[str]) -> None:
+    """Run ``argv`` as jobs 1..nj through the launcher: ``cmd JOB=1:nj log_file argv...``.
+
+    ``log_file`` and ``argv`` contain the literal ``JOB`` where the job id goes,
+    as in Kaldi. A failed job raises with the log to look at.
+    """
+    full = [*find_launcher(cmd), f"JOB=1:{nj}", str(log_file), *argv]
+    logger.info("launching %d job(s): %s", nj, shlex.join(full))
+    res = subprocess.run(full)
+    if res.returncode != 0:
+        raise RuntimeError(f"{nj} job(s) via {cmd} failed (exit {res.returncode}); see {log_file} (JOB=1..{nj})")

@@ -1,0 +1,139 @@
+"""Mini-batch k-means: quality vs scikit-learn, determinism, the bounded-memory streaming path."""
+import numpy as np
+import pytest
+import torch
+
+from speechkit.cluster.kmeans import MiniBatchKMeans, kmeans_plusplus, nearest
+from speechkit.cluster.sources import ArraySource, ScpSource, sample_frames
+from speechkit.io.ark import ArkWriter
+from speechkit.io.datadir import write_table
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # the test machine is small and shared; OpenMP threads fighting for 2 cores stall badly
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def mixture(n: int, d: int = 8, comps: int = 10, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0, 4, (comps, d))
+    z = rng.integers(0, comps, n)
+    return (means[z] + rng.normal(0, 1, (n, d)) * rng.uniform(0.5, 1.5, comps)[z, None]).astype(np.float32)
+
+
+SMALL = dict(n_clusters=10, batch_size=1000, n_init=3, max_iter=20, max_no_improvement=20)
+
+
+def test_quality_close_to_sklearn():
+    from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
+
+    x = mixture(20000)
+    # best of 3 seeds on both sides: a single mini-batch run can land in a local optimum (~20% here)
+    ours = min((MiniBatchKMeans(**SMALL, seed=s).fit(x) for s in range(3)), key=lambda m: m.inertia_)
+    sk_inertia = min(
+        -SkMiniBatchKMeans(n_clusters=10, batch_size=1000, n_init=3, max_iter=20, max_no_improvement=20, tol=0.0,
+                           reassignment_ratio=0.0, compute_labels=False, random_state=s).fit(x).score(x) / len(x)
+        for s in range(3))
+    assert ours.inertia_ == pytest.approx(ours.inertia(x))
+    assert ours.inertia_ <= 1.03 * sk_inertia, (ours.inertia_, sk_inertia)
+    # labels are the brute-force nearest centres
+    c = ours.centroids.numpy()
+    brute = ((x[:500, None, :] - c[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(ours.predict(x[:500]), brute)
+
+
+def test_deterministic_for_a_seed():
+    x = mixture(6000, seed=1)
+    a = MiniBatchKMeans(**SMALL, seed=7).fit(x, compute_inertia=False)
+    b = MiniBatchKMeans(**SMALL, seed=7).fit(x, compute_inertia=False)
+    c = MiniBatchKMeans(**SMALL, seed=8).fit(x, compute_inertia=False)
+    torch.testing.assert_close(a.centroids, b.centroids, rtol=0, atol=0)
+    assert not torch.equal(a.centroids, c.centroids)
+
+
+def test_kmeans_plusplus_picks_pool_points_and_spreads():
+    rng = np.random.default_rng(0)
+    pool = torch.from_numpy(mixture(3000, d=4, comps=5, seed=2))
+    inits = kmeans_plusplus(pool, 5, 4, rng)
+    assert inits.shape == (4, 5, 4)
+    flat = inits.reshape(-1, 4)
+    assert bool((flat[:, None, :] == pool[None]).all(-1).any(1).all())  # every centre is a pool frame
+    # k-means++ spreads: inertia of its centres is far below that of 5 random frames
+    lab, dist = nearest(pool, inits[0])
+    rand = pool[torch.from_numpy(rng.choice(3000, 5, replace=False))]
+    assert float(dist.mean()) < float(nearest(pool, rand)[1].mean())
+
+
+def _write_shards(root, x: np.ndarray, n_shards: int = 3, utt_len: int = 150):
+    """Write x as utterances of utt_len frames spread over n_shards ark/scp pairs + utt2num_frames."""
+    root.mkdir(parents=True, exist_ok=True)
+    scps, counts = [], {}
+    n_utts = len(x) // utt_len
+    for s in range(n_shards):
+        with ArkWriter(root / f"feats.{s}.ark", root / f"feats.{s}.scp") as w:
+            for u in range(s, n_utts, n_shards):
+                key = f"spk{u % 5}-u{u:05d}"
+                w.write(key, x[u * utt_len : (u + 1) * utt_len])
+                counts[key] = utt_len
+        scps.append(root / f"feats.{s}.scp")
+    write_table(root / "utt2num_frames", counts)
+    return scps
+
+
+def test_streaming_from_shards_is_bounded_and_as_good(tmp_path):
+    x = mixture(24000, seed=3)
+    scps = _write_shards(tmp_path / "dump", x)
+    src = ScpSource(scps)
+    assert src.num_frames == 24000 and src.dim == 8
+    buffer = 1500  # rows of the shuffle buffer: 1/16 of the data
+    # best of 2 seeds each: single mini-batch runs may land in different local optima
+    stream = min((MiniBatchKMeans(**SMALL, init_size=1000, buffer_frames=buffer, seed=s).fit(src) for s in (0, 1)),
+                 key=lambda m: m.inertia_)
+    mem = min((MiniBatchKMeans(**SMALL, init_size=1000, seed=s).fit(x) for s in (0, 1)), key=lambda m: m.inertia_)
+    # never held more than buffer + one utterance of frames at a time (init sample: 2 x init_size)
+    bound = buffer + 150 + buffer // 4  # buffer + one utterance + one read-out piece
+    assert src.peak_rows <= bound
+    assert stream.stats.peak_rows <= bound < src.num_frames / 8  # init sample (2 x 1000 rows) included
+    assert stream.inertia_ <= 1.03 * mem.inertia_, (stream.inertia_, mem.inertia_)
+    assert stream.inertia_ == pytest.approx(stream.inertia(ArraySource(x)), rel=1e-6)
+
+
+def test_sample_frames_streaming_is_uniform_subset(tmp_path):
+    x = np.arange(3000, dtype=np.float32).repeat(2).reshape(3000, 2)
+    src = ScpSource(_write_shards(tmp_path / "d", x, n_shards=2, utt_len=100))
+    s = sample_frames(src, 500, np.random.default_rng(0), buffer_frames=200)
+    assert s.shape == (500, 2) and len(np.unique(s[:, 0])) == 500  # distinct frames
+    assert src.peak_rows <= 100  # file-order pass holds one utterance at a time
+    assert s[:, 0].min() < 300 and s[:, 0].max() > 2700  # spans every shard
+
+
+def test_save_load_roundtrip(tmp_path):
+    x = mixture(3000, seed=4)
+    km = MiniBatchKMeans(**SMALL).fit(x)
+    km.save(tmp_path / "model.pt", tag="t")
+    km2 = MiniBatchKMeans.load(tmp_path / "model.pt", device="cpu")
+    np.testing.assert_array_equal(km.predict(x), km2.predict(x))
+    assert km2.meta == {"tag": "t"} and km2.inertia_ == km.inertia_
+    with pytest.raises(ValueError, match="shape"):
+        km2.predict(x[:, :3])
+
+
+def test_too_few_frames_is_an_error():
+    with pytest.raises(ValueError, match="cannot make 10 clusters"):
+        MiniBatchKMeans(**SMALL).fit(np.zeros((5, 3), np.float32))
+
+
+def test_learn_kmeans_cli(tmp_path):
+    from speechkit.bin import learn_kmeans
+
+    scps = _write_shards(tmp_path / "dump", mixture(6000, seed=5), n_shards=2)
+    out = tmp_path / "exp" / "kmeans_t"
+    rc = learn_kmeans.main(["--feats", *map(str, scps), "--n-clusters", "6", "--out", str(out),
+                            "--batch-size", "500", "--n-init", "2", "--max-iter", "5", "--portion", "0.5"])
+    assert rc == 0 and (out / "model.pt").is_file() and (out / "kmeans.json").is_file()
+    km = MiniBatchKMeans.load(out / "model.pt")
+    assert tuple(km.centroids.shape) == (6, 8) and km.meta["num_frames"] == 3000
