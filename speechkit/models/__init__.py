@@ -1,1 +1,14 @@
-"""speechkit.models"""
+"""speechkit.models: SSL speech encoders, their pre-training objectives, presets and checkpoint loading."""
+from .conv_extractor import ConvFeatureExtractor, conv_output_lengths
+from .encoder import EncoderConfig, EncoderOutput, SSLEncoder
+from .hubert import HubertConfig, HubertPretrainModel, align_labels
+from .masking import compute_mask_indices
+from .presets import ENCODER_PRESETS, HUBERT_PRESETS, encoder_preset, hubert_preset
+from .registry import PretrainedLoadError, build_model, known_archs, load_pretrained, register_model, resolve_config
+
+__all__ = [
+    "ConvFeatureExtractor", "conv_output_lengths", "EncoderConfig", "EncoderOutput", "SSLEncoder",
+    "HubertConfig", "HubertPretrainModel", "align_labels", "compute_mask_indices", "ENCODER_PRESETS",
+    "HUBERT_PRESETS", "encoder_preset", "hubert_preset", "PretrainedLoadError", "build_model", "known_archs",
+    "load_pretrained", "register_model", "resolve_config",
+]

@@ -1,0 +1,174 @@
+"""HuBERT Base pre-training throughput: speechkit vs torchaudio.models.hubert_pretrain_base.
+
+Forward + backward of the masked-prediction loss on the same batch, in the same process, alternating the
+two models every repetition; prints the median step time, seconds of audio per second, peak memory and
+the ratio (speechkit / torchaudio throughput, higher is better).
+
+Usage:
+    python bench/hubert_throughput.py                      # CPU, 2 threads, 2 x 4 s, 5 timed steps
+    python bench/hubert_throughput.py --batch 2 --seconds 4 --reps 5 --threads 2
+    python bench/hubert_throughput.py --device cuda --batch 8 --seconds 10   # bf16 autocast + SDPA
+
+Both models use the Base hyperparameters (dropout 0.1, mask_prob 0.8, mask_length 10,
+feature_grad_mult 0.1, final_dim 256, 100 classes) with LayerDrop set to 0 in both, so every step does
+the same work. Labels are random 50 Hz units (the same tensor for both). CPU peak memory is the peak
+resident set size above the level before the step, sampled every millisecond by a thread; on CUDA it is
+torch.cuda.max_memory_allocated. On a shared CPU the wall times are noisy, so the process CPU time per
+step is printed too (less sensitive to other processes, though OpenMP spin-waiting still inflates it).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import threading
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    """Samples the resident set size in a thread; `.peak` is the max above the value at entry."""
+
+    def __enter__(self) -> "PeakRSS":
+        self.base = rss_bytes()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes() - self.base)
+            time.sleep(0.001)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes() - self.base)
+
+
+def build_speechkit(num_classes: int) -> torch.nn.Module:
+    from speechkit.models import hubert_preset
+    from speechkit.models.hubert import HubertPretrainModel
+    cfg = hubert_preset("base", encoder={"layerdrop": 0.0}, num_classes=num_classes, label_rate=50.0)
+    return HubertPretrainModel(cfg)
+
+
+def build_torchaudio(num_classes: int) -> torch.nn.Module:
+    from torchaudio.models import hubert_pretrain_base
+    return hubert_pretrain_base(encoder_layer_drop=0.0, num_classes=num_classes)
+
+
+def step_speechkit(model: torch.nn.Module, batch: dict) -> float:
+    loss, _, _ = model(batch)
+    loss.backward()
+    return float(loss.detach())
+
+
+def step_torchaudio(model: torch.nn.Module, batch: dict) -> float:
+    logit_m, logit_u, pen = model(batch["wav"], batch["labels"], batch["wav_lens"])
+    # the positive class is column 0 of torchaudio's logits; same loss form as speechkit's
+    # (masked CE + 10 * feature penalty per predicted frame, unmasked weight 0)
+    target = torch.zeros(logit_m.size(0), dtype=torch.long, device=logit_m.device)
+    n = logit_m.size(0)
+    loss = (F.cross_entropy(logit_m.float(), target, reduction="sum") + 10.0 * pen.float() * n) / n
+    loss.backward()
+    return float(loss.detach())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--reps", type=int, default=5, help="timed steps per model (median reported)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--no-amp", action="store_true", help="on CUDA: fp32 instead of bf16 autocast")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    torch.manual_seed(args.seed)
+    samples = int(args.seconds * 16000)
+    wav = 0.1 * torch.randn(args.batch, samples)
+    wav_lens = torch.full((args.batch,), samples, dtype=torch.long)
+    from speechkit.models.conv_extractor import DEFAULT_CONV_LAYERS, conv_output_lengths
+    frames = int(conv_output_lengths(wav_lens[:1], DEFAULT_CONV_LAYERS)[0])
+    labels = torch.randint(0, args.num_classes, (args.batch, frames))
+    batch = {"wav": wav.to(device), "wav_lens": wav_lens.to(device), "labels": labels.to(device),
+             "label_lens": torch.full((args.batch,), frames, dtype=torch.long, device=device),
+             "utt_ids": [f"utt{i}" for i in range(args.batch)]}
+
+    models = {"speechkit": build_speechkit(args.num_classes).to(device).train(),
+              "torchaudio": build_torchaudio(args.num_classes).to(device).train()}
+    steps = {"speechkit": step_speechkit, "torchaudio": step_torchaudio}
+    amp = device.type == "cuda" and not args.no_amp
+
+    def run(name: str) -> tuple[float, float, int]:
+        model = models[name]
+        model.zero_grad(set_to_none=True)
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            t0 = time.perf_counter()
+            with ctx:
+                steps[name](model, batch)
+            torch.cuda.synchronize()
+            return time.perf_counter() - t0, 0.0, torch.cuda.max_memory_allocated() - base
+        with PeakRSS() as mem:
+            t0, c0 = time.perf_counter(), time.process_time()
+            steps[name](model, batch)
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return dt, cpu, mem.peak
+
+    times: dict[str, list[float]] = {k: [] for k in models}
+    cpu_times: dict[str, list[float]] = {k: [] for k in models}
+    peaks: dict[str, int] = {k: 0 for k in models}
+    for rep in range(args.warmup + args.reps):
+        order = list(models) if rep % 2 == 0 else list(reversed(models))  # alternate to spread drift
+        for name in order:
+            dt, cpu, peak = run(name)
+            if rep >= args.warmup:
+                times[name].append(dt)
+                cpu_times[name].append(cpu)
+                peaks[name] = max(peaks[name], peak)
+
+    audio = args.batch * args.seconds
+    setting = (f"{args.device}{' bf16' if amp else ' fp32'}, {args.threads} threads, batch {args.batch} x "
+               f"{args.seconds:g} s, median of {args.reps}")
+    print(f"# HuBERT Base forward+backward ({setting})")
+    thr = {}
+    for name in models:
+        med = statistics.median(times[name])
+        thr[name] = audio / med
+        nparams = sum(p.numel() for p in models[name].parameters())
+        cpu = f", CPU time {statistics.median(cpu_times[name]):.3f} s/step" if device.type == "cpu" else ""
+        print(f"{name}: {med:.3f} s/step (all: {' '.join(f'{t:.2f}' for t in times[name])}){cpu}, "
+              f"{thr[name]:.2f} audio-s/s, peak memory {peaks[name] / 2**20:.0f} MiB, {nparams / 1e6:.2f} M params")
+    print(f"hubert base fwd+bwd throughput: speechkit {thr['speechkit']:.2f} audio-s/s, torchaudio "
+          f"{thr['torchaudio']:.2f} audio-s/s, memory {peaks['speechkit'] / 2**20:.0f} vs "
+          f"{peaks['torchaudio'] / 2**20:.0f} MiB, ratio {thr['speechkit'] / thr['torchaudio']:.2f}x")
+    if device.type == "cpu":
+        ratio_cpu = statistics.median(cpu_times["torchaudio"]) / statistics.median(cpu_times["speechkit"])
+        print(f"hubert base fwd+bwd CPU time per step: speechkit {statistics.median(cpu_times['speechkit']):.2f} s, "
+              f"torchaudio {statistics.median(cpu_times['torchaudio']):.2f} s, ratio {ratio_cpu:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Model registry: build a model from a `model_config` dict (dispatch on "arch") and load checkpoints.
+
+A model_config is either resolved (`HubertConfig.to_dict()`, what models save) or the short form used in
+`conf/*.yaml`: `{arch: hubert, preset: tiny, num_classes: 100, encoder: {mask_prob: 0.65}}`. Encoder
+fields may also be given at the top level (`mask_prob: 0.65`); unknown keys are errors naming the key.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import pickle
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .config_utils import config_from_dict
+from .encoder import EncoderConfig
+
+logger = logging.getLogger(__name__)
+
+
+class PretrainedLoadError(RuntimeError):
+    """A missing, corrupt or incompatible model checkpoint; the message names the file."""
+
+
+@dataclass
+class ModelEntry:
+    config_cls: type
+    model_cls: Callable[[Any], nn.Module]
+    presets: dict[str, Any]
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(arch: str, config_cls: type, model_cls: Callable[[Any], nn.Module],
+                   presets: dict[str, Any]) -> None:
+    """Later objectives (wav2vec2, wavlm, data2vec) register themselves the same way."""
+    _REGISTRY[arch] = ModelEntry(config_cls, model_cls, presets)
+
+
+def _ensure_builtin() -> None:
+    if "hubert" not in _REGISTRY:
+        from .hubert import HubertConfig, HubertPretrainModel
+        from .presets import HUBERT_PRESETS
+        register_model("hubert", HubertConfig, HubertPretrainModel, HUBERT_PRESETS)
+    if "wav2vec2" not in _REGISTRY:  # wav2vec2, wavlm, data2vec (speechkit.models.ssl_presets)
+        from .ssl_presets import register_objectives
+        register_objectives(register_model)
+
+
+def known_archs() -> list[str]:
+    _ensure_builtin()
+    return sorted(_REGISTRY)
+
+
+def resolve_config(model_config: dict[str, Any]) -> Any:
+    """model_config dict -> the arch's config dataclass (preset + overrides applied)."""
+    _ensure_builtin()
+    if not isinstance(model_config, dict):
+        raise TypeError(f"model_config must be a mapping, got {type(model_config).__name__}")
+    cfg = dict(model_config)
+    arch = cfg.get("arch")
+    if arch not in _REGISTRY:
+        raise ValueError(f"model_config: unknown or missing arch {arch!r}; known: {known_archs()}")
+    entry = _REGISTRY[arch]
+    preset_name = cfg.pop("preset", None)
+    enc_overrides = dict(cfg.pop("encoder", None) or {})
+    enc_fields = {f.name for f in fields(EncoderConfig)}
+    head_fields = {f.name for f in fields(entry.config_cls)}
+    for key in list(cfg):  # flat encoder keys, e.g. mask_prob at the top level
+        if key in enc_fields and key not in head_fields:
+            enc_overrides[key] = cfg.pop(key)
+    if preset_name is not None:
+        if preset_name not in entry.presets:
+            raise ValueError(f"model_config: unknown {arch} preset {preset_name!r}; known: {sorted(entry.presets)}")
+        from .config_utils import config_to_dict
+        base = config_to_dict(entry.presets[preset_name])
+    else:
+        base = {"arch": arch}
+    base_enc = dict(base.pop("encoder", {}) or {})
+    base_enc.update(enc_overrides)
+    base.update(cfg)
+    base["encoder"] = config_from_dict(EncoderConfig, base_enc, "model_config.encoder")
+    return config_from_dict(entry.config_cls, base, "model_config")
+
+
+def build_model(model_config: dict[str, Any]) -> nn.Module:
+    cfg = resolve_config(model_config)
+    return _REGISTRY[cfg.arch].model_cls(cfg)
+
+
+def _read_checkpoint(path: pathlib.Path, map_location: str | torch.device) -> dict[str, Any]:
+    if not path.is_file():
+        raise PretrainedLoadError(f"{path}: checkpoint file not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise PretrainedLoadError(
+            f"{path}: not a plain tensor/dict checkpoint ({e}); speechkit checkpoints hold only tensors and "
+            "plain values, so this file is damaged or from another tool") from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:  # truncated zip, bad magic number, ...
+        raise PretrainedLoadError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e}); "
+                                  "the file is truncated or not a torch checkpoint") from e
+    if not isinstance(state, dict):
+        raise PretrainedLoadError(f"{path}: expected a checkpoint dict, got {type(state).__name__}")
+    for key in ("model", "model_config"):
+        if key not in state:
+            raise PretrainedLoadError(f"{path}: checkpoint lacks {key!r} (has {sorted(state)}); expected a "
+                                      "speechkit checkpoint with 'model' (state_dict) and 'model_config'")
+    return state
+
+
+def load_pretrained(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    strict: bool = True) -> nn.Module:
+    """Build the model described by the checkpoint's `model_config` and load its weights (eval mode)."""
+    path = pathlib.Path(path)
+    state = _read_checkpoint(path, map_location)
+    try:
+        model = build_model(state["model_config"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise PretrainedLoadError(f"{path}: model_config cannot build a model: {e}") from e
+    weights = state["model"]
+    if not isinstance(weights, dict):
+        raise PretrainedLoadError(f"{path}: 'model' must be a state_dict, got {type(weights).__name__}")
+    # checkpoints written from DDP or torch.compile wrappers carry a prefix
+    for prefix in ("module.", "_orig_mod."):
+        if weights and all(k.startswith(prefix) for k in weights):
+            weights = {k[len(prefix):]: v for k, v in weights.items()}
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in own.items() if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    problems = []
+    if missing and strict:
+        problems.append(f"{len(missing)} missing parameter(s), e.g. {missing[:5]}")
+    if unexpected and strict:
+        problems.append(f"{len(unexpected)} unexpected parameter(s), e.g. {unexpected[:5]}")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es): {'; '.join(shapes[:5])}")
+    if problems:
+        raise PretrainedLoadError(f"{path}: weights do not fit the model built from its model_config "
+                                  f"(arch {state['model_config'].get('arch')!r}): " + "; ".join(problems))
+    model.load_state_dict(weights, strict=strict)
+    model.eval()
+    logger.info("loaded %s (arch %s, %d parameters)", path, state["model_config"].get("arch"),
+                sum(p.numel() for p in model.parameters()))
+    return model

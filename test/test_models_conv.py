@@ -1,0 +1,102 @@
+"""Conv feature extractor: length arithmetic, the two implementations, padding-independent GroupNorm."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from speechkit.models import ENCODER_PRESETS, SSLEncoder
+from speechkit.models.conv_extractor import DEFAULT_CONV_LAYERS, ConvFeatureExtractor, conv_output_lengths
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_default_layout_is_fairseq():
+    assert DEFAULT_CONV_LAYERS == ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
+    fe = ConvFeatureExtractor()
+    assert fe.total_stride == 320
+    # group mode: GroupNorm(512, 512) on layer 0 only, no conv bias
+    assert isinstance(fe.conv_layers[0].layer_norm, torch.nn.GroupNorm)
+    assert fe.conv_layers[0].layer_norm.num_groups == 512
+    assert all(layer.layer_norm is None for layer in fe.conv_layers[1:])
+    assert all(layer.conv.bias is None for layer in fe.conv_layers)
+    fl = ConvFeatureExtractor(mode="layer", conv_bias=True)
+    assert all(layer.layer_norm is not None and layer.conv.bias is not None for layer in fl.conv_layers)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny_prenorm"])
+def test_lengths_match_actual_outputs(preset):
+    fe = SSLEncoder(ENCODER_PRESETS[preset]).feature_extractor
+    for n in [400, 401, 719, 720, 1000, 3200, 16000, 16001, 16319, 16320, 23456]:
+        with torch.no_grad():
+            y, lens = fe(torch.randn(1, n), torch.tensor([n]))
+        assert y.shape[1] == int(lens[0]) == int(conv_output_lengths(torch.tensor([n]), fe.specs)[0]), n
+    # hand-checked values: 1 s -> 49 frames, 400 samples (one receptive field) -> 1 frame, 50 Hz overall
+    assert conv_output_lengths(torch.tensor([16000, 400, 399, 0, 160000]), DEFAULT_CONV_LAYERS).tolist() == \
+        [49, 1, 0, 0, 499]
+
+
+def test_too_short_waveform_is_a_clear_error():
+    fe = SSLEncoder(ENCODER_PRESETS["tiny"]).feature_extractor
+    with pytest.raises(ValueError, match="too short"):
+        fe(torch.randn(1, 399))
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny_prenorm"])
+def test_gemm_path_equals_conv1d(preset):
+    torch.manual_seed(0)
+    fe = SSLEncoder(ENCODER_PRESETS[preset]).feature_extractor
+    for layer in fe.conv_layers:  # non-trivial norms and biases
+        if layer.layer_norm is not None:
+            torch.nn.init.normal_(layer.layer_norm.weight, 1.0, 0.3)
+            torch.nn.init.normal_(layer.layer_norm.bias, 0.0, 0.3)
+        if layer.conv.bias is not None:
+            torch.nn.init.normal_(layer.conv.bias, 0.0, 0.3)
+    wav, lens = torch.randn(3, 9000), torch.tensor([9000, 8000, 5000])
+    fe.impl = "conv"
+    a, la = fe(wav, lens)
+    a.pow(2).sum().backward()
+    grads_a = [p.grad.clone() for p in fe.parameters()]
+    fe.zero_grad()
+    fe.impl = "gemm"
+    b, lb = fe(wav, lens)
+    b.pow(2).sum().backward()
+    assert torch.equal(la, lb)
+    assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    for ga, p in zip(grads_a, fe.parameters()):
+        assert torch.allclose(ga, p.grad, atol=1e-4, rtol=1e-3)
+    # and the conv path itself is plain torch: first layer = conv1d + group/layer norm + GELU
+    layer = fe.conv_layers[0]
+    ref = F.conv1d(wav[:1, None], layer.conv.weight, layer.conv.bias, stride=5)
+    ref = F.gelu(layer.layer_norm(ref))
+    fe.impl = "conv"
+    one_layer = ConvFeatureExtractor(fe.specs[:1], fe.mode, layer.conv.bias is not None)
+    one_layer.load_state_dict({k: v for k, v in fe.state_dict().items() if k.startswith("conv_layers.0.")})
+    out, _ = one_layer(wav[:1])
+    assert torch.allclose(out.transpose(1, 2), ref, atol=1e-5)
+
+
+def test_group_norm_ignores_padding():
+    """Base's GroupNorm normalises over time; with per-utterance statistics a padded batch gives each
+    utterance exactly what it gets alone."""
+    torch.manual_seed(1)
+    fe = SSLEncoder(ENCODER_PRESETS["tiny"]).feature_extractor.eval()
+    lens = [12000, 7000]
+    wav = torch.zeros(2, 12000)
+    singles = [torch.randn(1, n) for n in lens]
+    for i, s in enumerate(singles):
+        wav[i, : lens[i]] = s[0]
+    for impl in ("gemm", "conv"):
+        fe.impl = impl
+        with torch.no_grad():
+            batched, blens = fe(wav, torch.tensor(lens))
+            for i, s in enumerate(singles):
+                alone, _ = fe(s, torch.tensor([lens[i]]))
+                n = int(blens[i])
+                assert n == alone.shape[1]
+                assert torch.allclose(batched[i, :n], alone[0], atol=1e-5), impl
