@@ -1,0 +1,31 @@
+"""Helpers for the recipe tests: run a recipe's run.sh from a scratch copy (outputs stay out of the checkout)."""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def copy_recipe(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
+    """The recipe's own files (run.sh, path.sh, cmd.sh, db.sh, conf/) and a ``utils`` link in ``dst``."""
+    dst.mkdir(parents=True)
+    for name in ("run.sh", "path.sh", "cmd.sh", "db.sh"):
+        shutil.copy2(src / name, dst / name)
+    shutil.copytree(src / "conf", dst / "conf")
+    (dst / "utils").symlink_to(ROOT / "utils")
+    return dst
+
+
+def run_recipe(recipe: pathlib.Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``bash run.sh ARGS`` in ``recipe`` with this checkout's package and interpreter; corpus variables
+    of db.sh are unset so that only the command line says where the data is."""
+    env = dict(os.environ, SPEECHKIT_ROOT=str(ROOT),
+               PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    for var in ("LIBRISPEECH", "LIBRILIGHT_FT", "TEDLIUM3"):
+        env.pop(var, None)
+    return subprocess.run(["bash", "run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True,
+                          timeout=timeout)
