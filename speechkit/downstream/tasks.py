@@ -1,0 +1,217 @@
+"""Downstream tasks on the shared Trainer: CTC fine-tuning, CTC probing, speaker ID; checkpoint loading.
+
+``build_task`` turns a task name, a :class:`~speechkit.train.config.TrainConfig` and data dirs into
+a model and datasets; ``train_task`` runs :class:`~speechkit.train.trainer.Trainer` on them and
+leaves in the exp dir, next to the checkpoints, what decoding and RESULTS.md need:
+``tokenizer/`` (CTC tasks), ``downstream_info.json`` (task, init, labeled utterances, updates) and,
+for models with a weighted-sum featurizer, ``layer_weights.json``.
+
+The config's ``model`` section holds the task's own options:
+
+- ``ctc``: ``freeze_finetune_updates``, ``final_dropout``, ``encoder: {mask_prob, mask_channel_prob,
+  dropout, ...}`` (fine-tuning overrides of the pre-trained encoder) and, only when there is no
+  ``--init`` checkpoint, the architecture (``preset: tiny`` + encoder fields) to train from scratch;
+- ``probe_ctc``: ``head`` (linear | lstm), ``hidden_dim``, ``num_layers``, ``dropout``, ``layer_norm``;
+- ``sid``: ``freeze_upstream``, ``embed_dim``, ``dropout``, ``layer_norm``, ``speaker_key``
+  (prefix | utt2spk).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import shutil
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from speechkit.models import PretrainedLoadError, load_pretrained, resolve_config
+from speechkit.models.encoder import EncoderConfig
+from speechkit.train.config import ConfigError, TrainConfig
+
+from .ctc_model import ProbeCTCModel, build_ctc_model
+from .data import TargetDataset, attach_targets, speaker_of, speaker_targets, text_targets
+from .speaker import SpeakerIDModel
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("ctc", "probe_ctc", "sid")
+INFO_FILE = "downstream_info.json"
+LAYER_WEIGHTS_FILE = "layer_weights.json"
+
+
+def load_model_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Any speechkit checkpoint -> (model in eval mode, checkpoint dict): downstream archs (ctc, probe_ctc,
+    sid) and every arch of the model registry (pre-training models, imported ones)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise PretrainedLoadError(f"{path}: checkpoint file not found")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
+        raise PretrainedLoadError(f"{path}: not a speechkit checkpoint (needs 'model' and 'model_config')")
+    arch = state["model_config"].get("arch")
+    if arch == "probe_ctc":
+        model: nn.Module = ProbeCTCModel.from_config(state["model_config"])
+    elif arch == "sid":
+        model = SpeakerIDModel.from_config(state["model_config"])
+    else:
+        return load_pretrained(path, map_location=map_location), state
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise PretrainedLoadError(f"{path}: weights do not fit the {arch} model built from its model_config: {e}") from e
+    return model.eval(), state
+
+
+def load_upstream(path: str | os.PathLike) -> nn.Module:
+    """A module exposing ``extract_features`` from a checkpoint (pre-trained, imported or fine-tuned)."""
+    model, _ = load_model_checkpoint(path)
+    if isinstance(model, (ProbeCTCModel, SpeakerIDModel)):
+        return model.upstream.model
+    if not hasattr(model, "extract_features"):
+        raise PretrainedLoadError(f"{path}: {type(model).__name__} does not expose extract_features")
+    return model
+
+
+@dataclass
+class TaskSetup:
+    model: nn.Module
+    train_set: TargetDataset
+    valid_set: TargetDataset | None
+    info: dict[str, Any]
+    tokenizer: Any = None
+
+
+def _pop_arch(model_sec: dict[str, Any], task: str, source: str) -> dict[str, Any]:
+    sec = dict(model_sec)
+    arch = sec.pop("arch", task)
+    if arch != task:
+        raise ConfigError(f"{source}: model.arch is {arch!r} but the task is {task!r}")
+    return sec
+
+
+def _datasets(cfg: TrainConfig, train_dir: str, valid_dir: str | None, targets_of, no_crop: bool):
+    dc = cfg.data
+    kw = dict(sample_rate=dc.sample_rate, min_sample_size=dc.min_sample_size, max_sample_size=dc.max_sample_size,
+              no_crop=no_crop)
+    train = TargetDataset(train_dir, targets_of(train_dir), **kw)
+    valid = TargetDataset(valid_dir, targets_of(valid_dir), **kw) if valid_dir else None
+    return train, valid
+
+
+def build_task(task: str, cfg: TrainConfig, train_dir: str, valid_dir: str | None, *, init: str | None = None,
+               from_scratch: bool = False, tokenizer_dir: str | None = None, source: str = "config") -> TaskSetup:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    sec = _pop_arch(cfg.model, task, source)
+    info: dict[str, Any] = {"task": task}
+    if task in ("ctc", "probe_ctc"):
+        if tokenizer_dir is None:
+            raise ValueError(f"task {task} needs a tokenizer (--tokenizer DIR from speechkit.bin.train_tokenizer)")
+        from speechkit.text.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(tokenizer_dir)
+        if not cfg.data.pad_audio:
+            raise ConfigError(f"{source}: data.pad_audio must be true for CTC (a transcript cannot be cropped)")
+        train, valid = _datasets(cfg, train_dir, valid_dir, lambda d: text_targets(d, tok.encode), no_crop=True)
+        if task == "ctc":
+            enc_over = dict(sec.pop("encoder", None) or {})
+            if init is not None:
+                arch_keys = [k for k in sec if k in {f.name for f in dataclasses.fields(EncoderConfig)} or k == "preset"]
+                if arch_keys:
+                    raise ConfigError(f"{source}: model.{arch_keys[0]}: the architecture comes from the --init "
+                                      "checkpoint; put fine-tuning overrides under model.encoder")
+                upstream = load_upstream(init)
+                model = build_ctc_model(tok.vocab_size, init=upstream, from_scratch=from_scratch,
+                                        encoder_overrides=enc_over, **sec)
+            else:  # no checkpoint: the architecture from the config (a preset + overrides), random init
+                head_keys = {"freeze_finetune_updates", "freeze_feature_extractor", "final_dropout", "zero_infinity",
+                             "blank"}
+                head = {k: sec.pop(k) for k in list(sec) if k in head_keys}
+                arch_cfg = resolve_config({"arch": "hubert", **sec, "encoder": {}})
+                model = build_ctc_model(tok.vocab_size, encoder_config=arch_cfg.encoder, encoder_overrides=enc_over,
+                                        from_scratch=True, **head)
+                from_scratch = True
+            info["init"] = "scratch" if from_scratch else str(init)
+        else:
+            if init is None:
+                raise ValueError("task probe_ctc needs --init (the frozen upstream checkpoint)")
+            model = ProbeCTCModel.from_upstream(load_upstream(init), tok.vocab_size, **sec)
+            info["init"] = str(init)
+        setup = TaskSetup(model, train, valid, info, tok)
+    else:  # sid
+        if init is None:
+            raise ValueError("task sid needs --init (the upstream checkpoint)")
+        key = sec.pop("speaker_key", "prefix")
+        spk_train = speaker_of(train_dir, key)
+        speakers = sorted(set(spk_train.values()))
+        targets_of = lambda d: speaker_targets(speaker_of(d, key), speakers, str(d))  # noqa: E731
+        train, valid = _datasets(cfg, train_dir, valid_dir, targets_of, no_crop=False)
+        model = SpeakerIDModel.from_upstream(load_upstream(init), speakers, **sec)
+        info.update({"init": str(init), "speakers": len(speakers), "speaker_key": key})
+        setup = TaskSetup(model, train, valid, info)
+    setup.info["labeled utts"] = len(setup.train_set)
+    setup.info["trainable params"] = sum(p.numel() for p in setup.model.parameters() if p.requires_grad)
+    return setup
+
+
+def train_task(setup: TaskSetup, cfg: TrainConfig, exp_dir: str | os.PathLike, *, resume: str | None = None,
+               dist_info=None, tokenizer_dir: str | None = None) -> dict[str, Any]:
+    """Train with the shared Trainer; returns the info written to ``downstream_info.json``."""
+    from speechkit.train.trainer import Trainer
+
+    exp = pathlib.Path(exp_dir)
+    model = setup.model
+    hooks = []
+    if hasattr(model, "set_num_updates"):
+        hooks.append(lambda tr: tr.model.set_num_updates(tr.num_updates))
+    trainer = Trainer(model, cfg, exp, setup.train_set, setup.valid_set, dist_info=dist_info,
+                      model_config=model.model_config(), hooks=hooks)
+    attach_targets(trainer, no_crop=getattr(setup.train_set, "no_crop", True))
+    trainer.maybe_resume(resume)
+    if hasattr(model, "set_num_updates"):
+        model.set_num_updates(trainer.num_updates)
+    is_main = trainer.info.is_main
+    if is_main and tokenizer_dir is not None:
+        dst = exp / "tokenizer"
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(tokenizer_dir, dst)
+    trainer.train()
+    info = dict(setup.info, updates=trainer.num_updates)
+    featurizer = getattr(model, "featurizer", None)
+    if featurizer is not None:
+        info["layer_weights"] = featurizer.layer_weights()
+        if is_main:
+            featurizer.save_weights(exp / LAYER_WEIGHTS_FILE, {"task": info["task"], "updates": trainer.num_updates})
+            logger.info("learned layer weights (softmax): %s", featurizer.format_weights())
+    if is_main:
+        tmp = exp / (INFO_FILE + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, exp / INFO_FILE)
+    return info
+
+
+def read_info(model_path: str | os.PathLike) -> dict[str, Any]:
+    """``downstream_info.json`` next to a checkpoint ({} when absent)."""
+    p = pathlib.Path(model_path).parent / INFO_FILE
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+
+def audio_batches(data_dir: str | os.PathLike, max_tokens: int = 16000 * 200, num_workers: int = 0,
+                  sample_rate: int = 16000) -> tuple[Iterator[dict[str, Any]], int, Any]:
+    """Whole utterances of a data dir in length-sorted, zero-padded batches (for inference).
+    Returns (iterator of batches, number of batches, the dataset)."""
+    from speechkit.train.batching import BucketBatchSampler, Collater
+    from speechkit.train.dataset import AudioLabelDataset
+
+    ds = AudioLabelDataset(data_dir, (), (), sample_rate=sample_rate)
+    longest = int(ds.sizes.max())
+    batches = BucketBatchSampler(ds.sizes, max(max_tokens, longest), shuffle=False).batches(0)
+    collate = Collater(sample_rate, longest, pad_audio=True, random_crop=False)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
+    return iter(loader), len(batches), ds
