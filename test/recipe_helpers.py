@@ -14,7 +14,8 @@ def copy_recipe(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
     """The recipe's own files (run.sh, path.sh, cmd.sh, db.sh, conf/) and a ``utils`` link in ``dst``."""
     dst.mkdir(parents=True)
     for name in ("run.sh", "path.sh", "cmd.sh", "db.sh"):
-        shutil.copy2(src / name, dst / name)
+        if (src / name).exists():  # db.sh only where the recipe reads a corpus from disk
+            shutil.copy2(src / name, dst / name)
     shutil.copytree(src / "conf", dst / "conf")
     (dst / "utils").symlink_to(ROOT / "utils")
     return dst

@@ -328,6 +328,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.num_updates += 1
+        if hasattr(self.model, "set_num_updates"):  # annealed temperatures, EMA teachers (fairseq convention)
+            self.model.set_num_updates(self.num_updates)
         lr = self.schedule.step(self.optimizer, self.num_updates)
         iv = self._interval
         for k, v in totals.items():

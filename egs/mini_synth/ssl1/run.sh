@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Mini recipe: HuBERT-style self-supervised pre-training on speechkit's synthetic corpus.
+#
+# It runs anywhere (2 CPU cores, no downloads) and exercises every stage a real recipe has:
+#   1  make the synthetic corpus (LibriSpeech layout) and prepare Kaldi data dirs
+#   2  dump MFCC (39-dim, 100 Hz) for every set
+#   3  learn k-means on MFCC (K=$mfcc_k)
+#   4  write MFCC k-means labels (km.mfcc${mfcc_k}) for every set
+#   5  label quality (phone purity, cluster purity, PNMI) of the MFCC units
+#   6  pre-train HuBERT iteration 1 on the MFCC units
+#   7  dump layer-$layer features of the iteration-1 model
+#   8  learn k-means on them (K=$iter2_k)
+#   9  write the iteration-1 labels (km.hubert1_l${layer}_${iter2_k}) for every set
+#  10  label quality of the iteration-1 units, next to the MFCC ones
+#  11  pre-train HuBERT iteration 2 on the iteration-1 units
+#  12  character tokenizer and the labeled subset for fine-tuning ($ft_utts utterances)
+#  13  CTC fine-tuning of the iteration-2 model, and the from-scratch baseline (same data and updates)
+#  14  decode and score dev/test with both models (greedy CTC; WER and CER)
+#  15  speaker identification with the frozen iteration-2 model (weighted sum of layers)
+#  16  speaker verification: embeddings, cosine scoring of a trial list, EER/minDCF
+#  17  RESULTS.md
+# Usage: ./run.sh [--stage N] [--stop-stage M] [--size tiny|default] [--nj N] ...
+set -euo pipefail
+
+stage=1
+stop_stage=100
+size=default            # synthetic corpus size: tiny (tests) or default (~1 h, 40 speakers)
+seed=0
+nj=2                    # parallel jobs for dumping and labelling
+mfcc_k=100              # clusters on MFCC (iteration 1 targets)
+kmeans_portion=1.0      # portion of train utterances used to learn k-means
+layer=4                 # layer of the iteration-1 model that is clustered for iteration 2
+iter2_k=100             # clusters on layer features (same K as MFCC, so PNMI compares fairly)
+pretrain1_config=conf/pretrain_hubert_iter1.yaml
+pretrain2_config=conf/pretrain_hubert_iter2.yaml
+pretrain_opts=""        # extra options for speechkit.bin.pretrain (e.g. "--set trainer.max_updates=20")
+ft_utts=200             # labeled utterances for CTC fine-tuning (a random subset of train)
+finetune_config=conf/finetune_ctc_tiny.yaml
+finetune_opts=""        # extra options for the fine-tuning runs (both pre-trained and baseline)
+sid_config=conf/sid_tiny.yaml
+sid_opts=""
+num_target_trials=200   # speaker-verification trial list: target pairs (x5 non-target)
+help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
+t_stage=0
+begin() { t_stage=$(date +%s); log "Stage $1: $2"; }
+took() { log "  stage $1 took $(( $(date +%s) - t_stage )) s"; }
+# done_or_run MARKER: true when MARKER exists (and says so); re-runs skip finished work.
+is_done() { if [ -f "$1" ]; then log "  $1 exists; skipping (remove it to redo)"; return 0; fi; return 1; }
+
+corpus=corpus
+train=train_clean_100; dev=dev_clean; test=test_clean
+sets="$train $dev $test"
+km1=mfcc${mfcc_k}
+km2=hubert1_l${layer}_${iter2_k}
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  begin 1 "synthetic corpus (size=$size) and data dirs"
+  if ! is_done data/.prep.done; then
+    python -m speechkit.bin.make_synth_corpus --out $corpus --size $size --seed $seed --nj $nj
+    python -m speechkit.bin.prepare_librispeech --corpus-dir $corpus --out data
+    touch data/.prep.done
+  fi
+  took 1
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  begin 2 "MFCC features"
+  for s in $sets; do
+    is_done dump/mfcc/$s/.done && continue
+    python -m speechkit.bin.dump_features --data-dir data/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd"
+    touch dump/mfcc/$s/.done
+  done
+  took 2
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  begin 3 "k-means on MFCC, K=$mfcc_k"
+  if ! is_done exp/kmeans_$km1/.done; then
+    python -m speechkit.bin.learn_kmeans --feats dump/mfcc/$train/feats.scp --n-clusters $mfcc_k \
+      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km1
+    touch exp/kmeans_$km1/.done
+  fi
+  took 3
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  begin 4 "MFCC k-means labels (km.$km1)"
+  for s in $sets; do
+    is_done data/$s/.km.$km1.done && continue
+    python -m speechkit.bin.assign_kmeans --model exp/kmeans_$km1/model.pt --feats-dir dump/mfcc/$s \
+      --data-dir data/$s --tag $km1
+    touch data/$s/.km.$km1.done
+  done
+  took 4
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  begin 5 "label quality of km.$km1"
+  for s in $train $dev; do
+    python -m speechkit.bin.label_quality --labels data/$s/km.$km1 --label-rate 100 \
+      --alignments $corpus/alignments/$(echo $s | tr _ -).phones \
+      --out exp/kmeans_$km1/quality_$s
+  done
+  took 5
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  begin 6 "pre-train HuBERT iteration 1 on km.$km1 ($pretrain1_config)"
+  if ! is_done exp/hubert_iter1/.done; then
+    python -m speechkit.bin.pretrain --config $pretrain1_config --train-data data/$train \
+      --valid-data data/$dev --label-tag $km1 --exp-dir exp/hubert_iter1 --resume auto $pretrain_opts
+    touch exp/hubert_iter1/.done
+  fi
+  took 6
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  begin 7 "layer-$layer features of iteration 1"
+  for s in $sets; do
+    is_done dump/hubert1_l$layer/$s/.done && continue
+    python -m speechkit.bin.dump_layer_features --checkpoint exp/hubert_iter1/checkpoint_last.pt \
+      --layer $layer --data-dir data/$s --out dump/hubert1_l$layer/$s --nj $nj --cmd "$cpu_cmd"
+    touch dump/hubert1_l$layer/$s/.done
+  done
+  took 7
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  begin 8 "k-means on iteration-1 layer-$layer features, K=$iter2_k"
+  if ! is_done exp/kmeans_$km2/.done; then
+    python -m speechkit.bin.learn_kmeans --feats dump/hubert1_l$layer/$train/feats.scp --n-clusters $iter2_k \
+      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km2
+    touch exp/kmeans_$km2/.done
+  fi
+  took 8
+fi
+
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
+  begin 9 "iteration-1 labels (km.$km2)"
+  for s in $sets; do
+    is_done data/$s/.km.$km2.done && continue
+    python -m speechkit.bin.assign_kmeans --model exp/kmeans_$km2/model.pt --feats-dir dump/hubert1_l$layer/$s \
+      --data-dir data/$s --tag $km2
+    touch data/$s/.km.$km2.done
+  done
+  took 9
+fi
+
+if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
+  begin 10 "label quality: km.$km1 vs km.$km2"
+  for s in $train $dev; do
+    python -m speechkit.bin.label_quality --labels data/$s/km.$km2 --label-rate 50 \
+      --alignments $corpus/alignments/$(echo $s | tr _ -).phones --out exp/kmeans_$km2/quality_$s
+  done
+  took 10
+fi
+
+if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
+  begin 11 "pre-train HuBERT iteration 2 on km.$km2 ($pretrain2_config)"
+  if ! is_done exp/hubert_iter2/.done; then
+    python -m speechkit.bin.pretrain --config $pretrain2_config --train-data data/$train \
+      --valid-data data/$dev --label-tag $km2 --exp-dir exp/hubert_iter2 --resume auto $pretrain_opts
+    touch exp/hubert_iter2/.done
+  fi
+  took 11
+fi
+
+if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
+  begin 12 "tokenizer and a labeled subset of $ft_utts utterances"
+  if ! is_done data/.ft.done; then
+    python -m speechkit.bin.train_tokenizer --text data/$train/text --out data/token_char --type char
+    rm -rf data/train_ft; python -m speechkit.bin.data_dir subset data/$train data/train_ft --random $ft_utts --seed $seed
+    touch data/.ft.done
+  fi
+  took 12
+fi
+
+if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
+  begin 13 "CTC fine-tuning: iteration-2 HuBERT, and the from-scratch baseline"
+  for x in ft_hubert_iter2 ft_scratch; do
+    is_done exp/$x/.done && continue
+    opt=""; [ $x = ft_scratch ] && opt="--from-scratch"
+    python -m speechkit.bin.finetune_ctc --config $finetune_config --init exp/hubert_iter2/checkpoint_last.pt $opt \
+      --tokenizer data/token_char --train-data data/train_ft --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
+    touch exp/$x/.done
+  done
+  took 13
+fi
+
+if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
+  begin 14 "decode and score $dev $test"
+  for x in ft_hubert_iter2 ft_scratch; do
+    for s in $dev $test; do
+      python -m speechkit.bin.decode_ctc --model exp/$x/checkpoint_best.pt --data-dir data/$s --out exp/$x/decode_$s --cer
+    done
+  done
+  took 14
+fi
+
+if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
+  begin 15 "speaker identification on the frozen iteration-2 model"
+  if ! is_done exp/sid_hubert_iter2/.done; then
+    python -m speechkit.bin.train_downstream --task sid --config $sid_config --init exp/hubert_iter2/checkpoint_last.pt \
+      --train-data data/$train --valid-data data/$dev --exp-dir exp/sid_hubert_iter2 --resume auto $sid_opts
+    touch exp/sid_hubert_iter2/.done
+  fi
+  python -m speechkit.bin.eval_sid --model exp/sid_hubert_iter2/checkpoint_best.pt --data-dir data/$test \
+    --out exp/sid_hubert_iter2/eval_$test
+  took 15
+fi
+
+if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
+  begin 16 "speaker verification on $test (cosine scoring, EER, minDCF)"
+  [ -f data/$test/trials ] || python -m speechkit.bin.make_trials --data-dir data/$test --out data/$test/trials \
+    --num-target $num_target_trials --num-nontarget $((num_target_trials * 5)) --seed $seed
+  python -m speechkit.bin.extract_embeddings --model exp/sid_hubert_iter2/checkpoint_best.pt --data-dir data/$test \
+    --out exp/sid_hubert_iter2/embed_$test
+  python -m speechkit.bin.compute_eer --trials data/$test/trials \
+    --embeddings exp/sid_hubert_iter2/embed_$test/embeddings.scp --out exp/sid_hubert_iter2/sv_$test
+  took 16
+fi
+
+if [ $stage -le 17 ] && [ $stop_stage -ge 17 ]; then
+  begin 17 "RESULTS.md"
+  python -m speechkit.bin.make_results --exp-dir exp --out RESULTS.md --print
+  took 17
+fi
+log "Finished stages $stage..$stop_stage in $SECONDS s"

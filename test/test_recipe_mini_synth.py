@@ -1,0 +1,65 @@
+"""The mini recipe end to end (every stage, tiny corpus and tiny configs), as `make demo` runs it."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from recipe_helpers import ROOT, copy_recipe, run_recipe
+
+RECIPE = ROOT / "egs" / "mini_synth" / "ssl1"
+
+
+@pytest.fixture(scope="module")
+def finished_recipe(tmp_path_factory):
+    recipe = copy_recipe(RECIPE, tmp_path_factory.mktemp("mini") / "ssl1")
+    res = run_recipe(recipe, "--config", "conf/tiny.sh", "--nj", "2", timeout=1200)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return recipe, res.stdout + res.stderr
+
+
+def test_every_stage_ran_and_was_timed(finished_recipe):
+    _, log = finished_recipe
+    for n in range(1, 18):
+        assert re.search(rf"Stage {n}: ", log), f"stage {n} did not run"
+        assert re.search(rf"stage {n} took \d+ s", log), f"stage {n} printed no timing"
+
+
+def test_label_quality_reports_for_both_iterations(finished_recipe):
+    recipe, _ = finished_recipe
+    for tag in ("mfcc20", "hubert1_l2_20"):
+        rep = json.loads((recipe / "exp" / f"kmeans_{tag}" / "quality_dev_clean.json").read_text())
+        assert 0.0 < rep["pnmi"] <= 1.0 and 0.0 < rep["phone_purity"] <= 1.0
+    # labels cover every utterance of every set, one label per frame
+    for s in ("train_clean_100", "dev_clean", "test_clean"):
+        utts = (recipe / "data" / s / "wav.scp").read_text().split("\n")
+        km = (recipe / "data" / s / "km.mfcc20").read_text().split("\n")
+        assert len([u for u in utts if u]) == len([k for k in km if k])
+
+
+def test_results_table_compares_pretrained_and_scratch(finished_recipe):
+    recipe, _ = finished_recipe
+    results = (recipe / "RESULTS.md").read_text()
+    assert "torch" in results and "speechkit" in results.lower()
+    for tag in ("exp/ft_hubert_iter2", "exp/ft_scratch", "exp/sid_hubert_iter2"):
+        assert f"## {tag}" in results, tag
+    assert "labeled utts: 20" in results
+    assert "|decode_test_clean|12|" in results
+    assert "EER" in results
+
+
+def test_rerun_skips_finished_work(finished_recipe):
+    recipe, _ = finished_recipe
+    res = run_recipe(recipe, "--config", "conf/tiny.sh", "--stop-stage", "13", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert "skipping" in log
+    assert "starting from scratch" not in log  # no training ran again
+
+
+def test_unknown_option_is_an_error_listing_known_ones(tmp_path):
+    recipe = copy_recipe(RECIPE, tmp_path / "ssl1")
+    res = run_recipe(recipe, "--no-such-option", "1", timeout=60)
+    assert res.returncode != 0
+    assert "unknown option --no-such-option" in res.stderr and "--stop-stage" in res.stderr
