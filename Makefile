@@ -18,9 +18,8 @@ test: install
 	$(PY) -m pytest test
 
 demo: install
-	@if [ -x $(DEMO)/run.sh ]; then \
-	  cd $(DEMO) && PATH=$(CURDIR)/.venv/bin:$$PATH ./run.sh --demo true; \
-	else echo "make demo: the mini recipe ($(DEMO)/run.sh) is not yet available"; fi
+	cd $(DEMO) && ./run.sh
+	@echo "== $(DEMO)/RESULTS.md"; cat $(DEMO)/RESULTS.md
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -63,3 +63,19 @@ def test_unknown_option_is_an_error_listing_known_ones(tmp_path):
     res = run_recipe(recipe, "--no-such-option", "1", timeout=60)
     assert res.returncode != 0
     assert "unknown option --no-such-option" in res.stderr and "--stop-stage" in res.stderr
+
+
+@pytest.mark.parametrize("ssl,iterated", [("wavlm", True), ("data2vec", False)])
+def test_other_objectives_through_the_same_recipe(finished_recipe, ssl, iterated):
+    recipe, _ = finished_recipe
+    res = run_recipe(recipe, "--config", "conf/tiny.sh", "--ssl", ssl, "--stage", "6", "--stop-stage", "13",
+                     timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    final = f"{ssl}_iter2" if iterated else f"{ssl}_iter1"
+    assert (recipe / "exp" / final / "checkpoint_last.pt").is_file()
+    assert (recipe / "exp" / f"ft_{final}" / "checkpoint_best.pt").is_file()
+    if iterated:
+        assert (recipe / "data" / "dev_clean" / f"km.{ssl}1_l2_20").is_file()
+    else:
+        assert "Stages 7-11: skipped" in log
