@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -159,9 +160,18 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_kmeans_"))
+    try:
+        return _compare(args, tmp)
+    finally:  # data + shards are 150-450 MiB per run: never leave them behind
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compare(args, tmp: pathlib.Path) -> int:
+    import torch
+
     from speechkit.cluster.kmeans import MiniBatchKMeans
 
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_kmeans_"))
     x = make_data(args.frames, args.dim, args.k)
     np.save(tmp / "x.npy", x)
     scorer = MiniBatchKMeans(n_clusters=args.k)
