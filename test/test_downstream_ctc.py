@@ -158,3 +158,26 @@ def test_config_errors_name_the_problem():
 
 def test_tones_cover_vocab():
     assert set(TONES) == set(VOCAB[1:])
+
+
+def test_wavlm_upstream_keeps_its_relative_bias_through_ctc_fine_tuning(tmp_path):
+    from speechkit.models import build_model
+    from speechkit.models.wavlm import WavLMEncoder
+
+    torch.manual_seed(0)
+    model = build_model({"arch": "wavlm", "preset": "tiny", "num_classes": 10})
+    ckpt = tmp_path / "wavlm.pt"
+    torch.save({"model": model.state_dict(), "model_config": model.model_config(), "num_updates": 0}, ckpt)
+    ft = build_ctc_model(7, init=load_upstream(ckpt))
+    assert isinstance(ft.encoder, WavLMEncoder)
+    for k, v in model.hubert.state_dict().items():  # every weight, the relative bias included
+        assert torch.equal(ft.state_dict()["encoder." + k], v), k
+    # the saved fine-tuned model rebuilds as a WavLM encoder with the same outputs
+    again = CTCModel(CTCConfig.from_dict(ft.model_config()))
+    again.load_state_dict(ft.state_dict())
+    ft.eval(), again.eval()
+    wav = torch.randn(1, 8000)
+    lens = torch.tensor([8000])
+    a, _ = ft.encoder.extract_features(wav, lens)
+    b, _ = again.encoder.extract_features(wav, lens)
+    assert torch.allclose(a[-1], b[-1])

@@ -63,6 +63,9 @@ class CTCConfig:
     freeze_feature_extractor: bool = True
     final_dropout: float = 0.0  # dropout on the encoder output before the CTC head
     zero_infinity: bool = True  # an utterance too short for its transcript gives 0 loss, not inf
+    # Encoders with more structure than EncoderConfig holds (WavLM's relative position bias): the
+    # upstream spec of speechkit.downstream.featurizer without its "encoder" entry; empty = SSLEncoder.
+    encoder_kind: dict[str, Any] = field(default_factory=dict)
     arch: str = "ctc"
 
     def __post_init__(self) -> None:
@@ -130,7 +133,10 @@ class CTCModel(nn.Module):
     def __init__(self, cfg: CTCConfig) -> None:
         super().__init__()
         self.config = cfg
-        self.encoder = SSLEncoder(cfg.encoder)
+        if cfg.encoder_kind:
+            self.encoder = build_upstream({**cfg.encoder_kind, "encoder": config_to_dict(cfg.encoder)})
+        else:
+            self.encoder = SSLEncoder(cfg.encoder)
         if cfg.freeze_feature_extractor:
             self.encoder.feature_extractor.requires_grad_(False)
         self.final_dropout = nn.Dropout(cfg.final_dropout)
@@ -199,7 +205,11 @@ def build_ctc_model(vocab_size: int, init: nn.Module | None = None, encoder_conf
         # Same architecture, same data, same updates - but nothing pre-trained to protect: the whole
         # network trains from the first update (freezing random weights would only handicap the baseline).
         head = {**head, "freeze_finetune_updates": 0, "freeze_feature_extractor": False}
-    cfg = CTCConfig(encoder=finetune_encoder_config(base, encoder_overrides), vocab_size=vocab_size, **head)
+    kind: dict[str, Any] = {}
+    if enc is not None and hasattr(enc, "upstream_spec"):  # keep the encoder class (e.g. WavLM's bias)
+        kind = {k: v for k, v in enc.upstream_spec().items() if k != "encoder"}
+    cfg = CTCConfig(encoder=finetune_encoder_config(base, encoder_overrides), vocab_size=vocab_size,
+                    encoder_kind=kind, **head)
     model = CTCModel(cfg)
     if enc is not None and not from_scratch:
         model.encoder.load_state_dict(enc.state_dict(), strict=True)

@@ -56,13 +56,7 @@ help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 . ./cmd.sh
 . utils/parse_options.sh
 
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
-die() { log "ERROR: $*" >&2; exit 1; }
-t_stage=0
-begin() { t_stage=$(date +%s); log "Stage $1: $2"; }
-took() { log "  stage $1 took $(( $(date +%s) - t_stage )) s"; }
-# is_done MARKER: true when MARKER exists (and says so); re-runs skip finished work.
-is_done() { if [ -f "$1" ]; then log "  $1 exists; skipping (remove it to redo)"; return 0; fi; return 1; }
+. utils/stage_log.sh
 # launch: how a training job starts (torchrun for several GPUs on one node).
 launch() { if [ "$ngpu" -gt 1 ]; then echo "torchrun --standalone --nproc_per_node $ngpu -m"; else echo "python -m"; fi; }
 # update_freq_opt REF_GPUS: keep REF_GPUS x max_tokens samples per update on $ngpu GPUs.

@@ -25,8 +25,7 @@ help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 . ./cmd.sh
 . utils/parse_options.sh
 
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
-is_done() { if [ -f "$1" ]; then log "  $1 exists; skipping (remove it to redo)"; return 0; fi; return 1; }
+. utils/stage_log.sh
 
 lrs3_sets="pretrain trainval valid train_30h train_433h test"
 

@@ -56,12 +56,7 @@ esac
 # The model that downstream stages use: the last pre-training iteration of this objective.
 if $iterated; then upstream=exp/${ssl}_iter2; else upstream=exp/${ssl}_iter1; fi
 
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
-t_stage=0
-begin() { t_stage=$(date +%s); log "Stage $1: $2"; }
-took() { log "  stage $1 took $(( $(date +%s) - t_stage )) s"; }
-# done_or_run MARKER: true when MARKER exists (and says so); re-runs skip finished work.
-is_done() { if [ -f "$1" ]; then log "  $1 exists; skipping (remove it to redo)"; return 0; fi; return 1; }
+. utils/stage_log.sh
 
 corpus=corpus
 train=train_clean_100; dev=dev_clean; test=test_clean

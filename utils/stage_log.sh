@@ -1,0 +1,18 @@
+# stage_log.sh — logging and stage bookkeeping shared by every recipe (sourced by run.sh).
+#
+#   . utils/stage_log.sh
+#   log "message"            timestamped line naming the script and line
+#   die "message"            log to stderr and exit 1
+#   begin 3 "k-means"        start stage 3 (remembers the time) ...
+#   took 3                   ... and log how long it took
+#   is_done MARKER           true (and says so) when MARKER exists: re-runs skip finished work
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  sed -n '2,/^if /{/^if /d;s/^# \{0,1\}//p}' "$0"; exit 0
+fi
+# The line shown is the line of run.sh itself, also when log is called through begin/took/is_done.
+log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[${#BASH_LINENO[@]}-2]}) $*"; }
+die() { log "ERROR: $*" >&2; exit 1; }
+t_stage=0
+begin() { t_stage=$(date +%s); log "Stage $1: $2"; }
+took() { log "  stage $1 took $(( $(date +%s) - t_stage )) s"; }
+is_done() { if [ -f "$1" ]; then log "  $1 exists; skipping (remove it to redo)"; return 0; fi; return 1; }
