@@ -1,7 +1,7 @@
 """Self-supervised pre-training (HuBERT masked prediction of k-means units).
 
 Usage:
-    python -m speechkit.bin.pretrain --config conf/pretrain_hubert_tiny.yaml \\
+    python -m speechkit.bin.pretrain --config conf/pretrain_hubert_iter1.yaml \\
         --train-data data/train --valid-data data/dev --label-tag mfcc100 \\
         --exp-dir exp/hubert_iter1 [--resume auto] [--set trainer.max_updates=100]
 

@@ -15,7 +15,7 @@ import numpy as np
 from speechkit.cluster.kmeans import MiniBatchKMeans
 from speechkit.io.ark import ArkWriter, read_scp
 from speechkit.io.datadir import DataDirError, read_table
-from speechkit.io.tables import write_lines_atomic
+from speechkit.io.tables import iter_token_lines, write_lines_atomic
 from speechkit.log import progress
 
 logger = logging.getLogger(__name__)
@@ -46,20 +46,11 @@ def write_label_file(path: str | os.PathLike, labels: Mapping[str, np.ndarray], 
 def read_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a ``km.<tag>`` file; a non-integer label is an error naming path:line."""
     out: dict[str, np.ndarray] = {}
-    p = pathlib.Path(path)
-    if not p.is_file():
-        raise DataDirError(f"{p}: no such label file")
-    with open(p, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                raise DataDirError(f"{p}:{lineno}: empty line")
-            if parts[0] in out:
-                raise DataDirError(f"{p}:{lineno}: utterance {parts[0]!r} appears twice")
-            try:
-                out[parts[0]] = np.array([int(t) for t in parts[1:]], dtype=np.int64)
-            except ValueError:
-                raise DataDirError(f"{p}:{lineno}: expected integer labels after {parts[0]!r}") from None
+    for lineno, utt, tokens in iter_token_lines(path, "label file"):
+        try:
+            out[utt] = np.array([int(t) for t in tokens], dtype=np.int64)
+        except ValueError:
+            raise DataDirError(f"{path}:{lineno}: expected integer labels after {utt!r}") from None
     return out
 
 

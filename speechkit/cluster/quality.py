@@ -24,7 +24,7 @@ from typing import Mapping
 
 import numpy as np
 
-from speechkit.io.datadir import DataDirError
+from speechkit.io.tables import iter_token_lines
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +35,7 @@ class AlignmentError(ValueError):
 
 def read_alignments(path: str | os.PathLike) -> dict[str, list[str]]:
     """Frame-level phone alignments ``<utt> PH PH ...``; errors name path:line."""
-    p = pathlib.Path(path)
-    if not p.is_file():
-        raise DataDirError(f"{p}: no such alignment file")
-    out: dict[str, list[str]] = {}
-    with open(p, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                raise DataDirError(f"{p}:{lineno}: empty line")
-            if parts[0] in out:
-                raise DataDirError(f"{p}:{lineno}: utterance {parts[0]!r} appears twice")
-            out[parts[0]] = parts[1:]
-    return out
+    return {utt: phones for _, utt, phones in iter_token_lines(path, "alignment file")}
 
 
 @dataclass

@@ -39,6 +39,8 @@ from speechkit.models import SSLEncoder, register_model
 from speechkit.models.config_utils import config_from_dict, config_to_dict
 from speechkit.models.encoder import EncoderConfig
 
+from speechkit.text.scoring import align
+
 from .ctc_decode import ctc_greedy_decode
 from .featurizer import Upstream, WeightedSumFeaturizer, build_upstream, find_encoder, upstream_module, upstream_spec
 
@@ -112,19 +114,9 @@ def ctc_loss_and_stats(log_probs: Tensor, frame_lens: Tensor, batch: dict[str, A
         hyps = ctc_greedy_decode(log_probs.detach(), frame_lens, blank)
         for b, hyp in enumerate(hyps):
             ref = labels[b, : int(label_lens[b])].tolist()
-            errs += edit_distance(ref, hyp)
+            errs += sum(op != "C" for op, _, _ in align(ref, hyp))  # Levenshtein distance
         stats["uer"] = errs / ntokens  # weighted by sample_size = ntokens in the trainer's averages
     return loss, stats, ntokens
-
-
-def edit_distance(a: list[int], b: list[int]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
 
 
 class CTCModel(nn.Module):

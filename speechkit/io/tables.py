@@ -12,7 +12,7 @@ import pathlib
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 PathLike = str | os.PathLike
 
@@ -81,6 +81,27 @@ def parse_table(path: PathLike, tolerant: bool = False) -> ParsedTable:
                 continue
             entries[key] = TableLine(lineno, key, value)
     return ParsedTable(path, entries, problems)
+
+
+def iter_token_lines(path: PathLike, what: str = "table") -> Iterator[tuple[int, str, list[str]]]:
+    """``(lineno, key, tokens)`` for each line of a ``<utt> tok tok ...`` file (frame labels, alignments).
+
+    A missing file, an empty line or a repeated utterance is a DataDirError naming ``path:line``;
+    ``what`` names the kind of file in the first message.
+    """
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise DataDirError(f"{p}: no such {what}")
+    seen: set[str] = set()
+    with open(p, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                raise DataDirError(f"{p}:{lineno}: empty line")
+            if parts[0] in seen:
+                raise DataDirError(f"{p}:{lineno}: utterance {parts[0]!r} appears twice")
+            seen.add(parts[0])
+            yield lineno, parts[0], parts[1:]
 
 
 def read_table(path: PathLike) -> dict[str, str]:
