@@ -184,7 +184,7 @@ def test_cosine_linear_tri_stage_values():
         LRSchedule(ScheduleConfig(name="nope"), 1.0, 10)
 
 
-@pytest.mark.parametrize("name", ["tiny", "base"])
+@pytest.mark.parametrize("name", ["iter1", "iter2", "base"])
 def test_shipped_pretrain_configs_load(name):
     from speechkit.models import resolve_config
 
