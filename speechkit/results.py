@@ -36,9 +36,10 @@ __all__ = ["ResultRecord", "write_result_json", "read_result_json", "collect_res
            "format_results", "write_results_md"]
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
-TASK_TITLES = {"asr": "ASR", "sid": "Speaker identification", "sv": "Speaker verification"}
-TASK_ORDER = ["asr", "sid", "sv"]
-METRIC_ORDER = ["WER", "CER", "ACC", "EER"]
+TASK_TITLES = {"units": "Unit quality (k-means labels vs phone alignments)", "asr": "ASR",
+               "sid": "Speaker identification", "sv": "Speaker verification"}
+TASK_ORDER = ["units", "asr", "sid", "sv"]
+METRIC_ORDER = ["PNMI", "WER", "CER", "ACC", "EER"]
 
 
 @dataclasses.dataclass
@@ -142,6 +143,8 @@ def _fmt(col: str, v: Any, metric: str) -> str:
         return str(v)
     if "DCF" in col:
         return f"{v:.4f}"
+    if metric == "PNMI":  # purities and PNMI are fractions in [0, 1]
+        return f"{v:.3f}"
     return f"{v:.1f}" if metric in ("WER", "CER") else f"{v:.2f}"
 
 

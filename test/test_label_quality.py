@@ -147,3 +147,26 @@ def test_cli_assign_and_quality(fitted, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "PNMI" in out and (tmp_path / "exp" / "quality_dev.json").is_file()
     assert "phone purity    1.0000" in (tmp_path / "exp" / "quality_dev.txt").read_text()
+
+
+def test_cli_result_record_reaches_results_md(tmp_path):
+    from speechkit.bin import label_quality as lq_cli
+    from speechkit.cluster.labels import write_label_file
+    from speechkit.results import collect_results, format_results
+
+    data = tmp_path / "data" / "dev"
+    data.mkdir(parents=True)
+    write_label_file(data / "km.x", {"u1": np.array([0, 0, 1, 1]), "u2": np.array([1, 1, 0, 0])})
+    ali = tmp_path / "ali"
+    ali.write_text("u1 A A A B\nu2 B B A A\n")
+    rec = tmp_path / "exp" / "kmeans_x" / "result_units_dev.json"
+    assert lq_cli.main(["--labels", str(data / "km.x"), "--alignments", str(ali), "--result-json", str(rec),
+                        "--units", "MFCC, K=2"]) == 0
+    (r,) = collect_results(tmp_path / "exp")
+    assert (r.task, r.metric, r.dataset, r.exp) == ("units", "PNMI", "dev", "exp/kmeans_x")
+    # (phone, cluster) counts: A: 4 x c0, 1 x c1; B: 3 x c1 -> phone purity (4 + 3) / 8
+    assert r.values["phone purity"] == pytest.approx(0.875) and r.values["frames"] == 8
+    assert r.info["units"] == "MFCC, K=2"
+    md = format_results([r], env={"date": "x"})
+    assert "### Unit quality (k-means labels vs phone alignments): PNMI" in md
+    assert f"|{r.values['PNMI']:.3f}|" in md

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     # "updates": what the model trained for; the checkpoint's own count too when it is an earlier one (best)
     facts = {"labeled utts": info.get("labeled utts"), "updates": info.get("updates", ckpt_updates),
              "ckpt updates": ckpt_updates if ckpt_updates != info.get("updates", ckpt_updates) else None,
-             "init": _init_name(info.get("init")), "decode": "greedy" if method == "greedy" else f"beam {dcfg.beam_size}"}
+             "peak lr": info.get("peak lr"), "init": _init_name(info.get("init")), "decode": "greedy" if method == "greedy" else f"beam {dcfg.beam_size}"}
     if lm is not None:
         facts["lm"] = f"{args.lm.name} x{args.lm_weight:g}"
     from speechkit.bin import score

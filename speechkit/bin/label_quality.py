@@ -8,16 +8,21 @@ Usage:
 Alignments: one line per utterance, ``<utt> PH PH ...`` at 100 Hz (one phone per
 10 ms frame). Labels at 50 Hz (model frames) use --label-rate 50: the alignment is
 subsampled by 2 and lengths may differ by --tolerance frames. Prints a small table
-and writes <out>.txt and <out>.json.
+and writes <out>.txt and <out>.json. With --result-json it also writes a result record
+(task "units", metric PNMI) that make_results puts into RESULTS.md, e.g.
+
+    ... --result-json exp/kmeans_mfcc100/result_units_dev.json --units "MFCC, K=100"
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from speechkit.cluster.labels import read_label_file
 from speechkit.cluster.quality import label_quality, read_alignments
 from speechkit.log import setup_logging
+from speechkit.results import ResultRecord, write_result_json
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -28,6 +33,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-rate", type=float, default=100.0, help="labels per second (100 MFCC, 50 model)")
     p.add_argument("--align-rate", type=float, default=100.0, help="alignment frames per second")
     p.add_argument("--tolerance", type=int, default=2, help="allowed length difference in label frames")
+    p.add_argument("--result-json", default=None,
+                   help="also write a RESULTS.md record (task units, metric PNMI) to this file")
+    p.add_argument("--units", default="", help="what the labels are, for the record (e.g. 'MFCC, K=100')")
+    p.add_argument("--dataset", default=None, help="row name in the record (default: the labels' data dir name)")
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -42,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         txt, js = rep.save(args.out)
         print(f"wrote {txt} and {js}")
+    if args.result_json:
+        dataset = args.dataset or Path(args.labels).resolve().parent.name
+        info = {"units": args.units} if args.units else {}
+        info.update({"clusters used": rep.n_clusters_used, "label rate": f"{rep.label_rate:g} Hz"})
+        rec = ResultRecord(task="units", metric="PNMI", dataset=dataset,
+                           values={"frames": rep.n_frames, "phone purity": rep.phone_purity,
+                                   "cluster purity": rep.cluster_purity, "PNMI": rep.pnmi}, info=info)
+        print(f"wrote {write_result_json(args.result_json, rec)}")
     return 0
 
 

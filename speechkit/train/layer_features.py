@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 class LayerFeatures:
     def __init__(self, checkpoint: str | os.PathLike, layer: int, device: str = "cpu",
-                 max_batch_samples: int = 16000 * 200):
+                 max_batch_samples: int = 16000 * 200, min_fill: float = 0.9):
         from speechkit.models import load_pretrained
 
         self.device = torch.device(device)
@@ -36,18 +36,21 @@ class LayerFeatures:
         stride = self.model.hubert.feature_extractor.total_stride if hasattr(self.model, "hubert") else 320
         self.frame_rate = sample_rate / stride
         self.max_batch_samples = max_batch_samples
+        self.min_fill = min_fill
 
     @torch.no_grad()
     def batch(self, wavs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Longest-first sub-batches of at most ``max_batch_samples`` padded samples."""
+        """Longest-first sub-batches of at most ``max_batch_samples`` padded samples, each holding
+        utterances within ``min_fill`` of its longest: padding costs compute (and the masked attention
+        path), so a 6 s and a 1 s utterance are not run together."""
         order = sorted(range(len(wavs)), key=lambda i: -len(wavs[i]))
         out: list[np.ndarray | None] = [None] * len(wavs)
         i = 0
         while i < len(order):
             longest = len(wavs[order[i]])
             n = max(1, self.max_batch_samples // max(longest, 1))
-            idx = order[i : i + n]
-            i += n
+            idx = [j for j in order[i : i + n] if len(wavs[j]) >= self.min_fill * longest]
+            i += len(idx)
             x = torch.zeros(len(idx), longest)
             lens = torch.tensor([len(wavs[j]) for j in idx], dtype=torch.long)
             for b, j in enumerate(idx):

@@ -38,6 +38,7 @@ pretrain_opts=""        # extra options for speechkit.bin.pretrain (e.g. "--set 
 ft_utts=200             # labeled utterances for CTC fine-tuning (a random subset of train)
 finetune_config=conf/finetune_ctc_tiny.yaml
 finetune_opts=""        # extra options for the fine-tuning runs (both pre-trained and baseline)
+scratch_lr=5.0e-3       # the from-scratch baseline's peak lr (its best; see $finetune_config)
 sid_config=conf/sid_tiny.yaml
 sid_opts=""
 num_target_trials=200   # speaker-verification trial list: target pairs (x5 non-target)
@@ -110,7 +111,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   for s in $train $dev; do
     python -m speechkit.bin.label_quality --labels data/$s/km.$km1 --label-rate 100 \
       --alignments $corpus/alignments/$(echo $s | tr _ -).phones \
-      --out exp/kmeans_$km1/quality_$s
+      --out exp/kmeans_$km1/quality_$s --result-json exp/kmeans_$km1/result_units_$s.json --units "MFCC, K=$mfcc_k"
   done
   took 5
 fi
@@ -166,7 +167,8 @@ if $iterated && [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   begin 10 "label quality: km.$km1 vs km.$km2"
   for s in $train $dev; do
     python -m speechkit.bin.label_quality --labels data/$s/km.$km2 --label-rate 50 \
-      --alignments $corpus/alignments/$(echo $s | tr _ -).phones --out exp/kmeans_$km2/quality_$s
+      --alignments $corpus/alignments/$(echo $s | tr _ -).phones --out exp/kmeans_$km2/quality_$s \
+      --result-json exp/kmeans_$km2/result_units_$s.json --units "$ssl iteration 1, layer $layer, K=$iter2_k"
   done
   took 10
 fi
@@ -196,7 +198,7 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
   begin 13 "CTC fine-tuning: $upstream, and the from-scratch baseline"
   for x in ft_$(basename $upstream) ft_scratch; do
     is_done exp/$x/.done && continue
-    opt=""; [ $x = ft_scratch ] && opt="--from-scratch"
+    opt=""; [ $x = ft_scratch ] && opt="--from-scratch --set optim.lr=$scratch_lr"
     python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
       --tokenizer data/token_char --train-data data/train_ft --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
     touch exp/$x/.done
@@ -207,9 +209,13 @@ fi
 if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
   begin 14 "decode and score $dev $test"
   for x in ft_$(basename $upstream) ft_scratch; do
+    pids=""  # dev and test side by side: small models use one core each better than two
     for s in $dev $test; do
-      python -m speechkit.bin.decode_ctc --model exp/$x/checkpoint_best.pt --data-dir data/$s --out exp/$x/decode_$s --cer
+      OMP_NUM_THREADS=1 python -m speechkit.bin.decode_ctc --model exp/$x/checkpoint_best.pt --data-dir data/$s \
+        --out exp/$x/decode_$s --cer &
+      pids="$pids $!"
     done
+    for p in $pids; do wait $p; done  # a failed decode stops the recipe (set -e)
   done
   took 14
 fi
