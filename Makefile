@@ -3,7 +3,7 @@ PY := .venv/bin/python
 SHELL := /bin/bash
 DEMO := egs/mini_synth/ssl1
 
-.PHONY: install test demo bench clean help
+.PHONY: install install-runtime test demo bench clean help
 
 help:
 	@echo "make install   create .venv and install speechkit with pinned dependencies"
@@ -14,10 +14,13 @@ help:
 install:
 	@bash tools/install.sh
 
+install-runtime:  # what the recipes need (no test-only packages): make demo uses it
+	@bash tools/install.sh --runtime
+
 test: install
 	$(PY) -m pytest test
 
-demo: install
+demo: install-runtime
 	cd $(DEMO) && ./run.sh
 	@echo "== $(DEMO)/RESULTS.md"; cat $(DEMO)/RESULTS.md
 

@@ -5,8 +5,6 @@ import torch
 from speechkit.models import build_model
 from speechkit.train.layer_features import LayerFeatures
 
-torch.set_num_threads(1)
-
 
 def _checkpoint(tmp_path):
     torch.manual_seed(0)

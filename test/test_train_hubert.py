@@ -62,7 +62,10 @@ def _args(conf, train, dev, exp, *extra):
 
 def test_pretrain_kill_resume_load_and_dump(setup, tmp_path):
     root, conf, train, dev = setup
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # the worker uses as many intra-op threads as this process: CPU kernels may split work differently
+    # with another thread count, and the weights are compared bit for bit
+    nt = str(torch.get_num_threads())
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=nt, MKL_NUM_THREADS=nt)
     killed_exp = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "speechkit.bin.pretrain", *_args(conf, train, dev, killed_exp)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

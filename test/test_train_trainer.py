@@ -28,6 +28,9 @@ def dirs(tmp_path_factory):
 def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    # workers use as many intra-op threads as this process (the in-process reference run): CPU kernels
+    # may split work differently with another thread count, and the weights are compared bit for bit
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(torch.get_num_threads())
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     return env
