@@ -3,7 +3,6 @@ loads with load_pretrained, and dump_layer_features writes its layer features at
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from speechkit.io.ark import read_scp
 from speechkit.io.datadir import read_table
 from speechkit.models import conv_output_lengths, load_pretrained
 from speechkit.train.checkpoint import load_checkpoint
-from train_toy import ROOT, make_data_dir
+from train_toy import make_data_dir, worker_env
 
 CONFIG = """\
 model:
@@ -62,10 +61,7 @@ def _args(conf, train, dev, exp, *extra):
 
 def test_pretrain_kill_resume_load_and_dump(setup, tmp_path):
     root, conf, train, dev = setup
-    # the worker uses as many intra-op threads as this process: CPU kernels may split work differently
-    # with another thread count, and the weights are compared bit for bit
-    nt = str(torch.get_num_threads())
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=nt, MKL_NUM_THREADS=nt)
+    env = worker_env()
     killed_exp = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "speechkit.bin.pretrain", *_args(conf, train, dev, killed_exp)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import pathlib
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import torch
 
 from speechkit.train.batching import Collater
 from speechkit.train.checkpoint import CheckpointError, load_checkpoint
-from train_toy import ROOT, ToyModel, build, make_data_dir, toy_config
+from train_toy import ToyModel, build, make_data_dir, toy_config, worker_env
 
 WORKER = pathlib.Path(__file__).with_name("train_toy.py")
 DURATIONS = [0.3, 0.6, 0.8, 1.0, 1.2, 0.9, 1.5, 2.0, 0.7, 1.1]
@@ -25,20 +24,9 @@ def dirs(tmp_path_factory):
     return make_data_dir(root / "train", DURATIONS), make_data_dir(root / "dev", [0.8, 1.0, 1.3], seed=1)
 
 
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    # workers use as many intra-op threads as this process (the in-process reference run): CPU kernels
-    # may split work differently with another thread count, and the weights are compared bit for bit
-    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(torch.get_num_threads())
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
-    return env
-
-
 def _worker(data, valid, exp, *extra):
     cmd = [sys.executable, str(WORKER), "--data", str(data), "--valid", str(valid), "--exp", str(exp), *extra]
-    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(cmd, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _finish(proc, timeout=120):
@@ -158,7 +146,7 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(dirs, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(WORKER), "--data", str(data), "--valid", str(valid), "--exp", str(exp),
            "--set", "trainer.max_updates=4", "--set", "trainer.save_interval=4"]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(cmd, env=worker_env(), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     w0 = torch.load(exp / "final_weights_rank0.pt")
     w1 = torch.load(exp / "final_weights_rank1.pt")

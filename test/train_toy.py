@@ -21,6 +21,18 @@ import torch.nn.functional as F
 from torch import nn
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for a training worker process whose weights a test compares bit for bit with a run
+    in the test process: speechkit importable, no inherited torchrun variables, and as many intra-op
+    threads as the test process (CPU kernels may split work differently with another thread count)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(torch.get_num_threads())
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    return env
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

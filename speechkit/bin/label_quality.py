@@ -22,7 +22,7 @@ from pathlib import Path
 from speechkit.cluster.labels import read_label_file
 from speechkit.cluster.quality import label_quality, read_alignments
 from speechkit.log import setup_logging
-from speechkit.results import ResultRecord, write_result_json
+from speechkit.results import write_result_json
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -53,12 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {txt} and {js}")
     if args.result_json:
         dataset = args.dataset or Path(args.labels).resolve().parent.name
-        info = {"units": args.units} if args.units else {}
-        info.update({"clusters used": rep.n_clusters_used, "label rate": f"{rep.label_rate:g} Hz"})
-        rec = ResultRecord(task="units", metric="PNMI", dataset=dataset,
-                           values={"frames": rep.n_frames, "phone purity": rep.phone_purity,
-                                   "cluster purity": rep.cluster_purity, "PNMI": rep.pnmi}, info=info)
-        print(f"wrote {write_result_json(args.result_json, rec)}")
+        print(f"wrote {write_result_json(args.result_json, rep.result_record(dataset, args.units))}")
     return 0
 
 

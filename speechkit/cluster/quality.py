@@ -69,6 +69,16 @@ class QualityReport:
         js.write_text(json.dumps(asdict(self), indent=2) + "\n")
         return txt, js
 
+    def result_record(self, dataset: str, units: str = ""):
+        """A RESULTS.md record (task ``units``, metric PNMI) for :mod:`speechkit.results`."""
+        from speechkit.results import ResultRecord
+
+        info: dict = {"units": units} if units else {}
+        info.update({"clusters used": self.n_clusters_used, "label rate": f"{self.label_rate:g} Hz"})
+        return ResultRecord(task="units", metric="PNMI", dataset=dataset,
+                            values={"frames": self.n_frames, "phone purity": self.phone_purity,
+                                    "cluster purity": self.cluster_purity, "PNMI": self.pnmi}, info=info)
+
 
 def pair_frames(
     labels: np.ndarray, phones: list[str], ratio: int, tolerance: int, utt: str

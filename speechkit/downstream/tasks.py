@@ -182,7 +182,7 @@ def train_task(setup: TaskSetup, cfg: TrainConfig, exp_dir: str | os.PathLike, *
             shutil.rmtree(dst)
         shutil.copytree(tokenizer_dir, dst)
     trainer.train()
-    info = dict(setup.info, updates=trainer.num_updates, **{"peak lr": cfg.optim.lr})
+    info = {**setup.info, "updates": trainer.num_updates, "peak lr": cfg.optim.lr}
     featurizer = getattr(model, "featurizer", None)
     if featurizer is not None:
         info["layer_weights"] = featurizer.layer_weights()
