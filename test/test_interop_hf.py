@@ -69,7 +69,7 @@ CASES = [("Wav2Vec2Model", "wav2vec2"), ("Wav2Vec2ForPreTraining", "wav2vec2"), 
 @pytest.mark.parametrize("cls_name,arch", CASES, ids=[c for c, _ in CASES])
 def test_import_hidden_states_equal(cls_name, arch, stable):
     hf = small_hf(cls_name, stable)
-    conv = import_hf(hf)
+    conv = import_hf(hf, normalize=False)  # HF's model itself takes the waveform as given
     assert conv.model_config["arch"] == arch
     assert conv.model_config["encoder"]["layer_norm_first"] == stable
     torch.manual_seed(1)
@@ -105,7 +105,7 @@ def test_wavlm_bucket_function_matches_hf():
 @pytest.mark.parametrize("cls_name", ["Wav2Vec2ForPreTraining", "HubertModel", "WavLMModel"])
 def test_export_loads_in_transformers(cls_name, tmp_path):
     hf = small_hf(cls_name, stable=cls_name == "WavLMModel", seed=3)
-    model = import_hf(hf).model
+    model = import_hf(hf, normalize=False).model
     export_hf(model, tmp_path / "hf")
     back = getattr(transformers, cls_name).from_pretrained(tmp_path / "hf").eval()
     # every HF weight is the one we exported (nothing left at a random init)
@@ -159,7 +159,7 @@ def test_pytorch_bin_folder_and_errors(tmp_path):
     hf = small_hf("HubertModel", stable=True, seed=7)
     hf.save_pretrained(tmp_path / "bin", safe_serialization=False)
     assert (tmp_path / "bin" / "pytorch_model.bin").is_file()
-    conv = import_hf(tmp_path / "bin", num_classes=30, final_dim=16)
+    conv = import_hf(tmp_path / "bin", num_classes=30, final_dim=16, normalize=False)
     assert conv.model_config["num_classes"] == 30 and conv.model_config["final_dim"] == 16
     wav = torch.randn(1, 6000)
     with torch.no_grad():

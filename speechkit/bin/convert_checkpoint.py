@@ -15,6 +15,13 @@ unless --from is given. Imported checkpoints load with ``speechkit.models.load_p
 dump_layer_features and fine-tuning take them like any pre-trained speechkit checkpoint. Heads the
 source lacks are freshly initialised (listed in the log); a CTC output layer of a fine-tuned source is
 kept under the checkpoint's "extra" key (ctc_head.weight / ctc_head.bias).
+
+Waveform normalisation (zero mean, unit variance per utterance) is read from the source - a HF folder's
+preprocessor_config.json `do_normalize`, a fairseq checkpoint's `task.normalize` - and becomes the
+model's `encoder.normalize`, so the converted model normalises its input itself; a model that expects
+it is reported with a warning. `--normalize on|off` overrides what the source says (a HF folder without
+preprocessor_config.json is otherwise judged by its feat_extract_norm). Exporting with `--to hf` writes
+preprocessor_config.json too, and HF's fine-tuning SpecAugment (mask_time_prob 0.05) in config.json.
 """
 from __future__ import annotations
 
@@ -35,6 +42,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=None,
                    help="HuBERT/WavLM head size when the source has no head (default 500)")
     p.add_argument("--final-dim", type=int, default=None, help="HuBERT/WavLM head dimension when the source has none")
+    p.add_argument("--normalize", choices=["auto", "on", "off"], default="auto",
+                   help="waveform normalisation of the imported model (auto: as the source records it)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="fairseq files with hydra/omegaconf configs: allow unpickling arbitrary objects "
                         "(only for files you trust; needs omegaconf)")
@@ -78,14 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if fmt == "speechkit":
         raise SystemExit(f"{src} is already a speechkit checkpoint (use --to hf to export it)")
+    normalize = {"auto": None, "on": True, "off": False}[args.normalize]
     if fmt == "hf":
         from speechkit.models.import_hf_models import import_hf
 
-        conv = import_hf(src, num_classes=args.num_classes, final_dim=args.final_dim)
+        conv = import_hf(src, num_classes=args.num_classes, final_dim=args.final_dim, normalize=normalize)
     else:
         from speechkit.models.import_fairseq import import_fairseq
 
-        conv = import_fairseq(src, num_classes=args.num_classes, trust_pickle=args.trust_pickle)
+        conv = import_fairseq(src, num_classes=args.num_classes, trust_pickle=args.trust_pickle, normalize=normalize)
     conv.save(dst)
     n = sum(p.numel() for p in conv.model.parameters())
     logger.info("wrote %s: arch %s, %d parameters, from %s", dst, conv.model_config["arch"], n, conv.source)

@@ -150,7 +150,8 @@ class CTCModel(nn.Module):
 
     def extract_features(self, wav: Tensor, wav_lens: Tensor | None = None,
                          layer: int | None = None) -> tuple[list[Tensor], Tensor]:
-        """The fine-tuned encoder as an upstream (s3prl contract)."""
+        """The fine-tuned encoder as an upstream: speechkit's extract_features call (L+1 hidden states,
+        frame lengths); `speechkit.models.upstream.S3PRLUpstream` wraps it in s3prl's interface."""
         return self.encoder.extract_features(wav, wav_lens, layer)
 
     def log_probs(self, wav: Tensor, wav_lens: Tensor) -> tuple[Tensor, Tensor]:

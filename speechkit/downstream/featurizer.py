@@ -3,10 +3,13 @@
 SUPERB (Yang et al., 2021) freezes the upstream and lets each task learn one scalar per hidden state
 (the input to layer 1 up to the last layer's output, ``L + 1`` in all); the softmax of those scalars
 mixes the layers. The weights start at zero, so training starts from the plain average and the learned
-weights show which layers a task uses. :class:`Upstream` wraps any module with the s3prl/HF
-``extract_features(wav, wav_lens) -> (hidden_states, lens)`` contract and, when frozen, runs it under
-``torch.no_grad`` in eval mode: no graph is kept for the encoder, which is most of the compute saved
-on a CPU.
+weights show which layers a task uses (s3prl's Featurizer does the same sum: softmax over zero-initialised
+weights, optional parameter-free LayerNorm of each state first). :class:`Upstream` wraps any module with
+speechkit's ``extract_features(wav, wav_lens) -> (hidden_states, frame_lens)`` call on padded batches
+(the hidden states are HF's ``output_hidden_states`` and s3prl's ``hidden_states``; the calls differ, and
+:class:`speechkit.models.upstream.S3PRLUpstream` offers s3prl's list-of-waveforms one) and, when frozen,
+runs it under ``torch.no_grad`` in eval mode: no graph is kept for the encoder, which is most of the
+compute saved on a CPU.
 """
 from __future__ import annotations
 

@@ -47,6 +47,11 @@ class EncoderConfig:
     mask_channel_prob: float = 0.0
     mask_channel_length: int = 10
     mask_channel_min_masks: int = 0
+    # waveform normalisation inside the model: each utterance to zero mean / unit variance over its valid
+    # samples before the conv extractor (fairseq `task.normalize`, HF feature extractor `do_normalize`).
+    # Models pre-trained on normalised audio (wav2vec 2.0 LV-60, HuBERT/WavLM Large) need it at every use;
+    # applying it here, not in a data loader, means no caller can forget it.
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         self.conv_layers = [tuple(int(v) for v in spec) for spec in self.conv_layers]  # YAML gives lists
@@ -68,6 +73,30 @@ class EncoderOutput:
     mask_indices: Tensor | None  # (B, T') True where masked_spec_embed replaced the input
     features: Tensor  # (B, T', C) local features after LayerNorm and dropout_features, unmasked (w2v2 targets)
     features_pen: Tensor  # scalar: mean square of the conv output over valid frames
+
+
+NORMALIZE_EPS = 1e-7  # HF Wav2Vec2FeatureExtractor's epsilon on the variance (fairseq's F.layer_norm: 1e-5)
+
+
+def normalize_waveform(wav: Tensor, wav_lens: Tensor | None = None, eps: float = NORMALIZE_EPS) -> Tensor:
+    """(B, T) zero-padded waveforms -> each row's valid samples at zero mean and unit variance, padding 0.
+
+    (x - mean) / sqrt(var + eps) with the population variance over the first wav_lens[b] samples, as HF's
+    `Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm` with an attention mask (fairseq normalises each
+    utterance before padding: the same statistics with eps 1e-5, a relative difference of about
+    0.5 * 1e-5 / var: 5e-4 for speech at -20 dBFS RMS, 5e-3 at -30 dBFS). Statistics in fp32, so fp16/bf16
+    input does not overflow the sum of squares.
+    """
+    x = wav.float()
+    if wav_lens is None:
+        mean = x.mean(dim=1, keepdim=True)
+        var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+        return ((x - mean) * torch.rsqrt(var + eps)).to(wav.dtype)
+    valid = ~lengths_to_padding_mask(wav_lens.to(x.device), x.size(1))  # (B, T) True at samples
+    n = valid.sum(dim=1, keepdim=True).clamp(min=1).float()
+    mean = (x * valid).sum(dim=1, keepdim=True) / n
+    var = ((x - mean).pow(2) * valid).sum(dim=1, keepdim=True) / n
+    return ((x - mean) * torch.rsqrt(var + eps) * valid).to(wav.dtype)
 
 
 class GradMultiply(torch.autograd.Function):
@@ -126,6 +155,8 @@ class SSLEncoder(nn.Module):
         """Conv features with feature_grad_mult applied: ((B, T', C), frame_lens (B,), features_pen)."""
         if wav_lens is None:
             wav_lens = torch.full((wav.size(0),), wav.size(1), dtype=torch.long, device=wav.device)
+        if self.cfg.normalize:
+            wav = normalize_waveform(wav, wav_lens)
         mult = self.cfg.feature_grad_mult
         if mult > 0:
             feats, frame_lens = self.feature_extractor(wav, wav_lens)
@@ -192,8 +223,12 @@ class SSLEncoder(nn.Module):
 
     def extract_features(self, wav: Tensor, wav_lens: Tensor | None = None,
                          layer: int | None = None) -> tuple[list[Tensor], Tensor]:
-        """s3prl/HF contract: L+1 hidden states (B, T', D), entry i is the input to layer i, the last
-        the encoder output; with `layer=k` only k layers run and k+1 entries come back (entry k is
-        layer k's output in 1-based counting, fairseq's `output_layer=k`). No masking."""
+        """speechkit's upstream call: (L+1 hidden states (B, T', D), frame lengths (B,)). Entry i is the input
+        to layer i (after the positional conv), the last the encoder output - the states, order and count of
+        HF's `output_hidden_states=True` and of s3prl's hubert/wav2vec2 `hidden_states` (the calling
+        conventions differ: HF takes padded input + attention mask, s3prl a list of unpadded waveforms -
+        see `speechkit.models.upstream.S3PRLUpstream`). With `layer=k` only k layers run and k+1 entries
+        come back (entry k is layer k's output in 1-based counting, fairseq's `output_layer=k`). No
+        masking; the waveform is normalised first when `cfg.normalize`."""
         out = self.forward(wav, wav_lens, mask=False, num_layers=layer)
         return out.hidden_states, out.frame_lens

@@ -8,6 +8,17 @@
 | wavlm          | WavLMModel                | final_proj, label_embs_concat                       |
 | data2vec       | Wav2Vec2Model             | final_proj, the EMA teacher; speechkit's data2vec encoder is wav2vec 2.0's (one positional conv), not HF's Data2VecAudio (five) |
 
+Also written: `preprocessor_config.json`, the `Wav2Vec2FeatureExtractor` settings HF's pipelines and
+`AutoFeatureExtractor` read: `do_normalize` is the encoder's `normalize` (an HF user then feeds the model
+the normalised audio it was trained on; speechkit's model normalises inside, HF's does not), and
+`return_attention_mask` is HF's convention (only for layer-norm extractors).
+
+Masking. HF's `mask_time_*` / `mask_feature_*` are fine-tuning SpecAugment, so the export writes the
+values HF's defaults and published checkpoints use (5 % of frames in spans of 10, no channel masks;
+`import_hf.HF_FINETUNE_SPEC_AUGMENT`), not the 65-80 % pre-training masks, which would wipe out most of
+the input while fine-tuning in HF. The pre-training masks go under `speechkit_pretraining_masks`, a key
+HF keeps in the config but never reads, so an export -> import round trip restores them.
+
 Written without importing transformers (the config is plain JSON, the weights use the safetensors
 format through `speechkit.models.safetensors_io`).
 """
@@ -21,7 +32,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .encoder import EncoderConfig
-from .import_hf import HF_CONFIG_TABLE
+from .import_hf import HF_CONFIG_TABLE, HF_FINETUNE_SPEC_AUGMENT, HF_PRETRAIN_MASK_KEY, PRETRAIN_MASK_FIELDS
 from .import_hf_models import ENCODER_ATTR
 from .safetensors_io import save_safetensors
 
@@ -54,7 +65,9 @@ def hf_config_dict(model_cfg: Any) -> dict[str, Any]:
         hidden_act="gelu", feat_extract_activation="gelu",
         # HF's other dropouts have no speechkit counterpart at pre-training; keep its defaults explicit
         final_dropout=0.0, feat_quantizer_dropout=0.0,
+        apply_spec_augment=True, **HF_FINETUNE_SPEC_AUGMENT,
     )
+    out[HF_PRETRAIN_MASK_KEY] = {name: getattr(enc, name) for name in PRETRAIN_MASK_FIELDS}
     if arch == "wav2vec2":
         out.update(num_codevector_groups=model_cfg.num_groups, num_codevectors_per_group=model_cfg.num_vars,
                    codevector_dim=model_cfg.codevector_dim, proj_codevector_dim=model_cfg.final_dim,
@@ -63,6 +76,15 @@ def hf_config_dict(model_cfg: Any) -> dict[str, Any]:
     if arch == "wavlm":
         out.update(num_buckets=model_cfg.num_buckets, max_bucket_distance=model_cfg.max_distance)
     return out
+
+
+def hf_preprocessor_dict(model_cfg: Any) -> dict[str, Any]:
+    """speechkit config dataclass -> HF `preprocessor_config.json` contents (a Wav2Vec2FeatureExtractor)."""
+    enc: EncoderConfig = model_cfg.encoder
+    return {"feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
+            "sampling_rate": int(getattr(model_cfg, "sample_rate", 16000)), "padding_value": 0.0,
+            "padding_side": "right", "do_normalize": bool(enc.normalize),
+            "return_attention_mask": enc.extractor_mode == "layer"}
 
 
 def hf_state_dict(model: nn.Module) -> dict[str, Tensor]:
@@ -78,7 +100,7 @@ def hf_state_dict(model: nn.Module) -> dict[str, Tensor]:
 
 
 def export_hf(model: nn.Module, out_dir: str | os.PathLike) -> pathlib.Path:
-    """Write `out_dir/config.json` and `out_dir/model.safetensors`; returns out_dir."""
+    """Write `out_dir/config.json`, `preprocessor_config.json` and `model.safetensors`; returns out_dir."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = model.config  # type: ignore[attr-defined]
@@ -86,7 +108,8 @@ def export_hf(model: nn.Module, out_dir: str | os.PathLike) -> pathlib.Path:
     weights = {k: v.detach().float().contiguous() if v.is_floating_point() else v.detach().contiguous()
                for k, v in hf_state_dict(model).items()}
     save_safetensors(weights, out / "model.safetensors", metadata={"format": "pt"})
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out / "config.json")
+    for name, data in (("preprocessor_config.json", hf_preprocessor_dict(cfg)), ("config.json", config)):
+        tmp = out / (name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, out / name)
     return out

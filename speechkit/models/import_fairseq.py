@@ -17,6 +17,11 @@ Key names, as the public conversion scripts (HF's convert_*_original_*_checkpoin
         gru_rel_pos_linear,gru_rel_pos_const}   (WavLM)
     quantizer.vars / quantizer.weight_proj / project_q / final_proj / label_embs_concat (heads)
 
+Waveform normalisation is a *task* setting in fairseq (`cfg.task.normalize`, `args.normalize`; the
+fine-tuned model's pre-training task in `w2v_args.task`; unilm WavLM: `cfg.normalize`); it becomes the
+encoder's `normalize`, so the imported model normalises its input itself, and the import says so loudly.
+A checkpoint that records none gets fairseq's default (raw audio), with a warning.
+
 Loading: `torch.load(weights_only=True)` with argparse.Namespace allowed, so files with `args` load
 without running pickled code. Hydra-era files also pickle omegaconf objects: those need
 `trust_pickle=True` (and omegaconf installed), which unpickles arbitrary objects - only for files you trust.
@@ -36,7 +41,7 @@ from torch import Tensor
 
 from .config_utils import config_to_dict
 from .encoder import EncoderConfig
-from .import_hf_models import ConvertedModel, fill_model
+from .import_hf_models import ConvertedModel, fill_model, log_normalization
 
 FINETUNE_PREFIX = "w2v_encoder.w2v_model."
 
@@ -153,6 +158,33 @@ def fairseq_model_config(ckpt: Mapping[str, Any], where: str = "checkpoint") -> 
     return model
 
 
+def fairseq_normalize(ckpt: Mapping[str, Any]) -> tuple[bool | None, str]:
+    """(task.normalize of the checkpoint, where it was found); (None, ...) when it records none."""
+    def task_of(container: Any) -> Any:
+        c = _plain(container)
+        return c.get("task") if isinstance(c, dict) else None
+
+    found: list[tuple[Any, str]] = []
+    if ckpt.get("cfg") is not None:
+        cfg = _plain(ckpt["cfg"])
+        found.append(((task_of(cfg) or {}).get("normalize"), "cfg.task.normalize"))
+        if "model" not in cfg:  # unilm WavLM: one flat config
+            found.append((cfg.get("normalize"), "cfg.normalize"))
+        w2v = (cfg.get("model") or {}).get("w2v_args")
+        if w2v is not None:
+            found.append(((task_of(w2v) or {}).get("normalize"), "cfg.model.w2v_args.task.normalize"))
+            found.append((_plain(w2v).get("normalize"), "cfg.model.w2v_args.normalize"))
+    elif ckpt.get("args") is not None:
+        args = _plain(ckpt["args"])
+        found.append((args.get("normalize"), "args.normalize"))
+        if args.get("w2v_args") is not None:
+            found.append((_plain(args["w2v_args"]).get("normalize"), "args.w2v_args.normalize"))
+    for value, where in found:
+        if value is not None:
+            return bool(value), f"{where}={value}"
+    return None, "the checkpoint records no task.normalize; fairseq's default, raw audio, assumed"
+
+
 def encoder_config_from_fairseq(m: Mapping[str, Any], where: str = "checkpoint") -> EncoderConfig:
     if m.get("activation_fn", "gelu") != "gelu":
         raise ValueError(f"{where}: activation_fn={m['activation_fn']!r} is not supported (gelu only)")
@@ -184,8 +216,9 @@ def _temp(v: Any) -> list[float]:
 
 
 def import_fairseq(source: str | os.PathLike | Mapping[str, Any], num_classes: int | None = None,
-                   trust_pickle: bool = False) -> ConvertedModel:
-    """fairseq checkpoint file (or its loaded dict) -> ConvertedModel (eval mode)."""
+                   trust_pickle: bool = False, normalize: bool | None = None) -> ConvertedModel:
+    """fairseq checkpoint file (or its loaded dict) -> ConvertedModel (eval mode). `normalize`: the
+    imported model's waveform normalisation; None reads the checkpoint's task.normalize."""
     from .registry import build_model
 
     if isinstance(source, Mapping):
@@ -196,6 +229,13 @@ def import_fairseq(source: str | os.PathLike | Mapping[str, Any], num_classes: i
     state = {k[len(FINETUNE_PREFIX):] if k.startswith(FINETUNE_PREFIX) else k: v for k, v in ckpt["model"].items()}
     arch = _detect_arch(m.get("_name"), set(state))
     enc = encoder_config_from_fairseq(m, name)
+    if normalize is None:
+        recorded, how = fairseq_normalize(ckpt)
+        enc.normalize = bool(recorded)
+        log_normalization(enc.normalize, how, name, inferred=recorded is None)
+    else:
+        enc.normalize = bool(normalize)
+        log_normalization(enc.normalize, "set by the caller", name, inferred=False)
     cfg: dict[str, Any] = {"arch": arch, "encoder": config_to_dict(enc)}
     if arch == "wav2vec2":
         # fairseq: final_dim 0 means encoder_embed_dim; the head's shape, when present, decides

@@ -39,10 +39,23 @@ HF_CONFIG_TABLE: dict[str, str] = {
     "num_conv_pos_embedding_groups": "pos_conv_groups", "layer_norm_eps": "layer_norm_eps",
     "hidden_dropout": "dropout", "attention_dropout": "attention_dropout",
     "activation_dropout": "activation_dropout", "feat_proj_dropout": "dropout_input", "layerdrop": "layerdrop",
-    "mask_time_prob": "mask_prob", "mask_time_length": "mask_length", "mask_time_min_masks": "mask_min_masks",
-    "mask_feature_prob": "mask_channel_prob", "mask_feature_length": "mask_channel_length",
-    "mask_feature_min_masks": "mask_channel_min_masks",
 }
+
+# Masking is deliberately absent from the table. HF's `mask_time_*` / `mask_feature_*` are the SpecAugment
+# its models apply while *fine-tuning* (`apply_spec_augment`; published configs and HF's defaults: 5 % of
+# frames, spans of 10, no channel masks), while speechkit's encoder `mask_*` fields are the *pre-training*
+# span masks (65-80 % of frames). Mapping one onto the other made a HF model fine-tune with 65-80 %
+# SpecAugment after an export, and made an imported model continue pre-training at 5 %. So: export writes
+# HF's fine-tuning values and keeps the pre-training ones under HF_PRETRAIN_MASK_KEY (a key HF keeps but
+# never reads); import restores them from there, else from the arch's pre-training preset. Fine-tuning
+# SpecAugment in speechkit is the CTC config's `model.encoder` mask overrides.
+HF_FINETUNE_SPEC_AUGMENT: dict[str, Any] = {
+    "mask_time_prob": 0.05, "mask_time_length": 10, "mask_time_min_masks": 2,
+    "mask_feature_prob": 0.0, "mask_feature_length": 10, "mask_feature_min_masks": 0,
+}
+PRETRAIN_MASK_FIELDS = ("mask_prob", "mask_length", "mask_min_masks", "mask_require_same", "mask_channel_prob",
+                        "mask_channel_length", "mask_channel_min_masks")
+HF_PRETRAIN_MASK_KEY = "speechkit_pretraining_masks"
 
 
 def encoder_config_from_hf(hf_config: Any) -> EncoderConfig:
@@ -54,6 +67,8 @@ def encoder_config_from_hf(hf_config: Any) -> EncoderConfig:
             raise ValueError(f"HF config {key}={c[key]!r} is not supported (speechkit implements {want!r})")
     kwargs = {ours: c[theirs] for theirs, ours in HF_CONFIG_TABLE.items() if theirs in c}
     kwargs["conv_layers"] = list(zip(c["conv_dim"], c["conv_kernel"], c["conv_stride"]))
+    saved = c.get(HF_PRETRAIN_MASK_KEY) or {}  # written by speechkit's export
+    kwargs.update({k: saved[k] for k in PRETRAIN_MASK_FIELDS if k in saved})
     # HF has no separate dropout for the local target features; fairseq uses the input dropout value
     kwargs["dropout_features"] = c.get("feat_proj_dropout", 0.0)
     return EncoderConfig(**kwargs)

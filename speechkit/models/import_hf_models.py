@@ -15,10 +15,17 @@ WavLM's gated relative bias (same names in both) and the wav2vec 2.0 heads. Head
 freshly initialised and listed in `initialised`; weights with no place in a pre-training model (the
 CTC head `lm_head`) are returned in `extra` as `ctc_head.weight` / `ctc_head.bias` and saved in the
 checkpoint under "extra", so a fine-tuning recipe can pick them up.
+
+Waveform normalisation (`EncoderConfig.normalize`) is not in HF's model config but in the folder's
+`preprocessor_config.json` (`do_normalize`), which is what HF's pipelines feed the model; without that
+file it is inferred from `feat_extract_norm` ("layer": normalised, as fairseq's LV-60 / Large models were
+trained; "group": raw) and the log says so. HF's `mask_time_*` fine-tuning SpecAugment is not speechkit's
+pre-training mask (see `speechkit.models.import_hf.HF_FINETUNE_SPEC_AUGMENT`).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 import re
@@ -28,7 +35,10 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from .import_hf import HF_PREFIXES, convert_hf_state_dict, encoder_config_from_hf
+from .import_hf import (HF_PREFIXES, HF_PRETRAIN_MASK_KEY, PRETRAIN_MASK_FIELDS, convert_hf_state_dict,
+                        encoder_config_from_hf)
+
+logger = logging.getLogger(__name__)
 
 # attribute holding the SSLEncoder in each speechkit pre-training model
 ENCODER_ATTR = {"hubert": "hubert", "wav2vec2": "wav2vec2", "wavlm": "wavlm", "data2vec": "data2vec"}
@@ -100,6 +110,42 @@ def read_hf_folder(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, T
     raise FileNotFoundError(f"{path}: no model.safetensors or pytorch_model.bin next to config.json")
 
 
+def read_hf_preprocessor(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The folder's `preprocessor_config.json` (HF feature extractor settings), or None when absent."""
+    f = pathlib.Path(path) / "preprocessor_config.json"
+    if not f.is_file():
+        return None
+    try:
+        data = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{f}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def hf_normalize(hf_config: Mapping[str, Any], preprocessor: Mapping[str, Any] | None) -> tuple[bool, str]:
+    """(normalise the waveform?, where that came from) for a HF model."""
+    if preprocessor is not None and "do_normalize" in preprocessor:
+        return bool(preprocessor["do_normalize"]), f"preprocessor_config.json do_normalize={preprocessor['do_normalize']}"
+    mode = hf_config.get("feat_extract_norm", "group")
+    # fairseq trained its layer-norm-extractor models (LV-60, Large) on normalised audio, its group-norm ones
+    # on raw audio; the latter hardly care (their GroupNorm after the first conv removes scale and offset)
+    return mode == "layer", f"no do_normalize given: inferred from feat_extract_norm={mode!r}"
+
+
+def log_normalization(normalize: bool, how: str, source: str, inferred: bool) -> None:
+    """Say loudly when an imported model expects normalised audio, or when nobody told us."""
+    if normalize:
+        logger.warning("%s expects every utterance normalised to zero mean and unit variance (%s); the imported "
+                       "model does it itself (encoder.normalize: true), so give it raw waveforms", source, how)
+    elif inferred:
+        logger.warning("%s: waveform normalisation off (%s); set it explicitly (normalize=True / --normalize on) "
+                       "if the model was trained on normalised audio", source, how)
+    else:
+        logger.info("%s: raw waveforms, no normalisation (%s)", source, how)
+
+
 def _load_bin(path: pathlib.Path) -> dict[str, Tensor]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
@@ -115,8 +161,11 @@ def _match(table: list[tuple[str, str]], key: str) -> str | None:
 
 
 def config_from_hf(hf_config: Mapping[str, Any], num_classes: int | None = None,
-                   final_dim: int | None = None) -> dict[str, Any]:
-    """HF config dict -> speechkit model_config (resolved dict, `arch` included)."""
+                   final_dim: int | None = None, normalize: bool = False) -> dict[str, Any]:
+    """HF config dict -> speechkit model_config (resolved dict, `arch` included).
+
+    The pre-training masks come from speechkit's export key when present, else from the arch's Base preset
+    (HF's own mask_time_* is fine-tuning SpecAugment, see import_hf.HF_FINETUNE_SPEC_AUGMENT)."""
     model_type = hf_config.get("model_type")
     if model_type not in HF_ARCH:
         raise ValueError(f"HF model_type {model_type!r} is not supported; supported: {sorted(HF_ARCH)} "
@@ -124,7 +173,14 @@ def config_from_hf(hf_config: Mapping[str, Any], num_classes: int | None = None,
     arch = HF_ARCH[model_type]
     enc = encoder_config_from_hf(dict(hf_config))
     from .config_utils import config_to_dict
+    from .registry import resolve_config
 
+    saved = hf_config.get(HF_PRETRAIN_MASK_KEY) or {}
+    preset = resolve_config({"arch": arch, "preset": "base"}).encoder
+    for name in PRETRAIN_MASK_FIELDS:
+        if name not in saved:
+            setattr(enc, name, getattr(preset, name))
+    enc.normalize = bool(normalize)
     cfg: dict[str, Any] = {"arch": arch, "encoder": config_to_dict(enc)}
     if arch == "wav2vec2":
         cfg.update(final_dim=hf_config.get("proj_codevector_dim", 256), codevector_dim=hf_config.get("codevector_dim", 256),
@@ -168,20 +224,30 @@ def fill_model(model: nn.Module, arch: str, encoder_weights: dict[str, Tensor], 
 
 
 def import_hf(source: str | os.PathLike | Any, num_classes: int | None = None,
-              final_dim: int | None = None) -> ConvertedModel:
-    """HF model folder or in-memory HF model -> ConvertedModel (eval mode)."""
+              final_dim: int | None = None, normalize: bool | None = None) -> ConvertedModel:
+    """HF model folder or in-memory HF model -> ConvertedModel (eval mode).
+
+    `normalize`: waveform normalisation of the imported model; None reads the folder's
+    preprocessor_config.json (`do_normalize`), or infers it from `feat_extract_norm` when there is none."""
     from .registry import build_model
 
+    preprocessor = None
     if isinstance(source, (str, os.PathLike)):
         cfg_file = pathlib.Path(source) / "config.json"
         if cfg_file.is_file():  # an unsupported model fails before its weights are read
             config_from_hf(json.loads(cfg_file.read_text()), num_classes, final_dim)
         hf_config, state = read_hf_folder(source)
+        preprocessor = read_hf_preprocessor(source)
         name = str(source)
     else:
         hf_config, state = source.config.to_dict(), source.state_dict()
         name = f"<in-memory {type(source).__name__}>"
-    cfg = config_from_hf(hf_config, num_classes, final_dim)
+    if normalize is None:
+        normalize, how = hf_normalize(hf_config, preprocessor)
+        log_normalization(normalize, how, name, inferred=preprocessor is None or "do_normalize" not in preprocessor)
+    else:
+        log_normalization(normalize, "set by the caller", name, inferred=False)
+    cfg = config_from_hf(hf_config, num_classes, final_dim, normalize)
     arch = cfg["arch"]
     encoder_weights, leftover = convert_hf_state_dict(state)
     heads: dict[str, Tensor] = {}
