@@ -173,6 +173,9 @@ def test_export_import_round_trip(arch, normalize, tmp_path):
     back = import_hf(out)
     enc = back.model_config["encoder"]
     assert enc["normalize"] is normalize and enc["mask_prob"] == 0.7 and enc["mask_length"] == 7
+    (out / "preprocessor_config.json").rename(tmp_path / "kept.json")  # config.json alone says it too
+    assert import_hf(out).model_config["encoder"]["normalize"] is normalize
+    (tmp_path / "kept.json").rename(out / "preprocessor_config.json")
     # HF's model behind HF's feature extractor = our model on raw audio
     hf = getattr(transformers, {"wav2vec2": "Wav2Vec2ForPreTraining", "hubert": "HubertModel",
                                 "wavlm": "WavLMModel"}[arch]).from_pretrained(out).eval()

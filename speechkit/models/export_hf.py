@@ -11,7 +11,8 @@
 Also written: `preprocessor_config.json`, the `Wav2Vec2FeatureExtractor` settings HF's pipelines and
 `AutoFeatureExtractor` read: `do_normalize` is the encoder's `normalize` (an HF user then feeds the model
 the normalised audio it was trained on; speechkit's model normalises inside, HF's does not), and
-`return_attention_mask` is HF's convention (only for layer-norm extractors).
+`return_attention_mask` is HF's convention (only for layer-norm extractors). `do_normalize` is copied
+into config.json too, which HF ignores, so a folder that lost its preprocessor file still imports right.
 
 Masking. HF's `mask_time_*` / `mask_feature_*` are fine-tuning SpecAugment, so the export writes the
 values HF's defaults and published checkpoints use (5 % of frames in spans of 10, no channel masks;
@@ -68,6 +69,8 @@ def hf_config_dict(model_cfg: Any) -> dict[str, Any]:
         apply_spec_augment=True, **HF_FINETUNE_SPEC_AUGMENT,
     )
     out[HF_PRETRAIN_MASK_KEY] = {name: getattr(enc, name) for name in PRETRAIN_MASK_FIELDS}
+    # also here (HF's model ignores it), so config.json alone still says what the model was trained on
+    out["do_normalize"] = bool(enc.normalize)
     if arch == "wav2vec2":
         out.update(num_codevector_groups=model_cfg.num_groups, num_codevectors_per_group=model_cfg.num_vars,
                    codevector_dim=model_cfg.codevector_dim, proj_codevector_dim=model_cfg.final_dim,

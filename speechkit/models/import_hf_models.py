@@ -17,9 +17,9 @@ CTC head `lm_head`) are returned in `extra` as `ctc_head.weight` / `ctc_head.bia
 checkpoint under "extra", so a fine-tuning recipe can pick them up.
 
 Waveform normalisation (`EncoderConfig.normalize`) is not in HF's model config but in the folder's
-`preprocessor_config.json` (`do_normalize`), which is what HF's pipelines feed the model; without that
-file it is inferred from `feat_extract_norm` ("layer": normalised, as fairseq's LV-60 / Large models were
-trained; "group": raw) and the log says so. HF's `mask_time_*` fine-tuning SpecAugment is not speechkit's
+`preprocessor_config.json` (`do_normalize`), which is what HF's pipelines feed the model (speechkit's
+export copies it into config.json as well); without either it is inferred from `feat_extract_norm`
+("layer": normalised, as fairseq's LV-60 / Large models were trained; "group": raw) and the log says so. HF's `mask_time_*` fine-tuning SpecAugment is not speechkit's
 pre-training mask (see `speechkit.models.import_hf.HF_FINETUNE_SPEC_AUGMENT`).
 """
 from __future__ import annotations
@@ -124,14 +124,17 @@ def read_hf_preprocessor(path: str | os.PathLike) -> dict[str, Any] | None:
     return data
 
 
-def hf_normalize(hf_config: Mapping[str, Any], preprocessor: Mapping[str, Any] | None) -> tuple[bool, str]:
-    """(normalise the waveform?, where that came from) for a HF model."""
+def hf_normalize(hf_config: Mapping[str, Any], preprocessor: Mapping[str, Any] | None) -> tuple[bool, str, bool]:
+    """(normalise the waveform?, where that came from, whether it was only inferred) for a HF model."""
     if preprocessor is not None and "do_normalize" in preprocessor:
-        return bool(preprocessor["do_normalize"]), f"preprocessor_config.json do_normalize={preprocessor['do_normalize']}"
+        return (bool(preprocessor["do_normalize"]), f"preprocessor_config.json do_normalize={preprocessor['do_normalize']}",
+                False)
+    if "do_normalize" in hf_config:  # speechkit's export writes it into config.json as well
+        return bool(hf_config["do_normalize"]), f"config.json do_normalize={hf_config['do_normalize']}", False
     mode = hf_config.get("feat_extract_norm", "group")
     # fairseq trained its layer-norm-extractor models (LV-60, Large) on normalised audio, its group-norm ones
     # on raw audio; the latter hardly care (their GroupNorm after the first conv removes scale and offset)
-    return mode == "layer", f"no do_normalize given: inferred from feat_extract_norm={mode!r}"
+    return mode == "layer", f"no do_normalize given: inferred from feat_extract_norm={mode!r}", True
 
 
 def log_normalization(normalize: bool, how: str, source: str, inferred: bool) -> None:
@@ -243,8 +246,8 @@ def import_hf(source: str | os.PathLike | Any, num_classes: int | None = None,
         hf_config, state = source.config.to_dict(), source.state_dict()
         name = f"<in-memory {type(source).__name__}>"
     if normalize is None:
-        normalize, how = hf_normalize(hf_config, preprocessor)
-        log_normalization(normalize, how, name, inferred=preprocessor is None or "do_normalize" not in preprocessor)
+        normalize, how, inferred = hf_normalize(hf_config, preprocessor)
+        log_normalization(normalize, how, name, inferred)
     else:
         log_normalization(normalize, "set by the caller", name, inferred=False)
     cfg = config_from_hf(hf_config, num_classes, final_dim, normalize)
