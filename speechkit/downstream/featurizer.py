@@ -83,6 +83,8 @@ def upstream_spec(module: nn.Module) -> dict[str, Any]:
     The bare SSLEncoder is kept when there is one (objective heads are not needed downstream);
     any other model exposing ``extract_features`` and ``model_config()`` is rebuilt by the registry.
     """
+    if hasattr(module, "upstream_spec"):  # parameter-free baselines (speechkit.downstream.baseline_upstream)
+        return module.upstream_spec()
     enc = find_encoder(module)
     if enc is not None and hasattr(enc, "upstream_spec"):  # encoders with more structure (WavLM's relative bias)
         return enc.upstream_spec()
@@ -106,6 +108,9 @@ def build_upstream(spec: dict[str, Any]) -> nn.Module:
         return SSLEncoder(config_from_dict(EncoderConfig, spec["encoder"], "upstream.encoder"))
     if kind == "model":
         return build_model(spec["model_config"])
+    if kind in ("fbank", "mfcc"):
+        from .baseline_upstream import build_spectral_upstream
+        return build_spectral_upstream(spec)
     if kind == "wavlm_encoder":
         from speechkit.models.wavlm import WavLMEncoder
         return WavLMEncoder.from_upstream_spec(spec)
@@ -144,6 +149,8 @@ class Upstream(nn.Module):
         enc = find_encoder(self.model)
         if enc is not None:
             return enc.num_layers + 1
+        if hasattr(self.model, "num_hidden_states"):
+            return int(self.model.num_hidden_states)
         p = next(self.model.parameters())
         was = self.model.training
         self.model.eval()
