@@ -170,3 +170,32 @@ def test_compute_moments_orders_by_utterance(tmp_path):
     d = make_data_dir(tmp_path / "d", _texts(2, 3))
     mom = compute_moments(SpectralUpstream("fbank"), d, max_tokens=9000)
     assert mom.utt_ids == sorted(mom.utt_ids) and mom.mean.shape == (6, 1, 80)
+
+
+def test_probe_ctc_cache_serves_the_same_hidden_states_without_the_encoder():
+    from speechkit.downstream.ctc_model import ProbeCTCModel
+
+    torch.manual_seed(0)
+    upstream = build_model({"arch": "hubert", "preset": "tiny", "num_classes": 5})
+    cached = ProbeCTCModel.from_upstream(upstream, vocab_size=6, head="lstm", hidden_dim=16, num_layers=1)
+    plain = ProbeCTCModel.from_upstream(upstream, vocab_size=6, head="lstm", hidden_dim=16, num_layers=1,
+                                        cache_upstream=False)
+    plain.load_state_dict(cached.state_dict())
+    calls = []
+    orig = cached.upstream.model.extract_features
+    cached.upstream.model.extract_features = lambda *a: (calls.append(len(a[1])), orig(*a))[1]
+    wav = torch.randn(3, 9600)
+    lens = torch.tensor([9600, 7000, 4000])
+    cached.eval(), plain.eval()
+    with torch.no_grad():
+        ref, ref_lens = plain.log_probs(wav, lens)
+        first, l1 = cached.log_probs(wav, lens, ["a", "b", "c"])
+        n_states = len(cached.upstream._cache)
+        # a later batch in another order and with other padding: served from the cache
+        again, l2 = cached.log_probs(wav[[2, 0], :9600], lens[[2, 0]], ["c", "a"])
+    assert n_states == 3 and calls == [3]  # the encoder ran once, on the first batch only
+    torch.testing.assert_close(first, ref)
+    assert l1.tolist() == ref_lens.tolist() and l2.tolist() == [ref_lens[2], ref_lens[0]]
+    t2 = int(l2[0])
+    torch.testing.assert_close(again[0, :t2], ref[2, :t2])
+    torch.testing.assert_close(again[1], ref[0])
