@@ -42,11 +42,22 @@ def test_results_table_compares_pretrained_and_scratch(finished_recipe):
     recipe, _ = finished_recipe
     results = (recipe / "RESULTS.md").read_text()
     assert "torch" in results and "speechkit" in results.lower()
-    for tag in ("exp/ft_hubert_iter2", "exp/ft_scratch", "exp/sid_hubert_iter2"):
+    for tag in ("exp/ft_hubert_iter2_n20", "exp/ft_scratch_n20", "exp/sid_hubert_iter2", "exp/sid_fbank",
+                "exp/sv_hubert_iter2", "exp/sv_fbank"):
         assert f"## {tag}" in results, tag
     assert "labeled utts: 20" in results
     assert "|decode_test_clean|12|" in results
-    assert "EER" in results
+    assert "EER" in results and "Chance level: EER 50 %" in results
+    assert "(plots/pretraining.png)" in results and (recipe / "plots" / "pretraining.png").is_file()
+
+
+def test_open_set_trials_have_no_training_speaker(finished_recipe):
+    recipe, _ = finished_recipe
+    trained = {line.split()[0].split("-")[0] for line in (recipe / "data" / "sv_train" / "utt2spk").read_text().splitlines()}
+    trials = (recipe / "data" / "sv_eval" / "trials").read_text().split()
+    in_trials = {w.split("-")[0] for i, w in enumerate(trials) if i % 3 != 2}
+    assert in_trials and not (in_trials & trained)
+    assert len(in_trials) == 3  # conf/tiny.sh: sv_heldout=3
 
 
 def test_rerun_skips_finished_work(finished_recipe):
@@ -74,7 +85,7 @@ def test_other_objectives_through_the_same_recipe(finished_recipe, ssl, iterated
     log = res.stdout + res.stderr
     final = f"{ssl}_iter2" if iterated else f"{ssl}_iter1"
     assert (recipe / "exp" / final / "checkpoint_last.pt").is_file()
-    assert (recipe / "exp" / f"ft_{final}" / "checkpoint_best.pt").is_file()
+    assert (recipe / "exp" / f"ft_{final}_n20" / "checkpoint_best.pt").is_file()
     if iterated:
         assert (recipe / "data" / "dev_clean" / f"km.{ssl}1_l2_20").is_file()
     else:

@@ -69,13 +69,15 @@ def test_format_results_espnet_layout(tmp_path):
     assert lines[1] == "# RESULTS"
     assert "- speechkit git hash: `abc123`" in lines and "- device: `cpu`" in lines
     # summary: one table per task/metric, one row per experiment and dataset, info as columns
-    i = lines.index("### ASR: WER")
+    i = lines.index("### ASR: WER") + 2  # a chance-level line, then the table
+    assert lines[i] == "Chance level: WER 100 % (an empty hypothesis: every reference token deleted)."
     assert lines[i + 2] == "|exp|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|labeled utts|updates|"
     assert lines[i + 4] == "|exp/asr_ft_hubert|decode_dev|10|100|90.0|10.0|0.0|0.0|10.0|50.0|-|-|"
     assert lines[i + 6] == "|exp/asr_scratch|decode_test|10|100|20.0|80.0|0.0|0.0|80.0|50.0|200|3000|"
     assert lines.index("### ASR: WER") < lines.index("### ASR: CER") < lines.index(
         "### Speaker identification: ACC") < lines.index("### Speaker verification: EER")
-    j = lines.index("### Speaker verification: EER")
+    j = lines.index("### Speaker verification: EER") + 2
+    assert lines[j].startswith("Chance level: EER 50 %")
     assert lines[j + 2] == "|exp|dataset|Trials|EER(%)|minDCF(p=0.01)|minDCF(p=0.05)|"
     assert lines[j + 4] == "|exp/sv_hubert|test|6|33.33|0.6667|0.6667|"
     # per-experiment ESPnet sections

@@ -8,6 +8,10 @@ Writes ``<enroll> <test> target|nontarget`` lines (utterance ids of the data dir
 pair two different utterances of one speaker, non-target trials utterances of two speakers; no pair
 is repeated. The speaker is the utterance-id prefix (LibriSpeech reader) or utt2spk's.
 Deterministic for a given data dir and seed.
+
+Open-set trials (as VoxCeleb1-O): ``--exclude-speakers-of data/sv_train`` (repeatable) drops every
+utterance of a speaker found in those data dirs -- the speakers the embedding extractor was trained
+on -- so no trial involves a training speaker.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-nontarget", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--speaker-key", default="prefix", choices=["prefix", "utt2spk"])
+    p.add_argument("--exclude-speakers-of", action="append", default=[], type=pathlib.Path, metavar="DIR",
+                   help="drop utterances of speakers present in this data dir (open-set trials); repeatable")
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -39,6 +45,18 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(args.verbose)
     spk_of = speaker_of(args.data_dir, args.speaker_key)
+    seen: set[str] = set()
+    for d in args.exclude_speakers_of:
+        seen |= set(speaker_of(d, args.speaker_key).values())
+    if seen:
+        before = len(set(spk_of.values()))
+        spk_of = {u: s for u, s in spk_of.items() if s not in seen}
+        left = len(set(spk_of.values()))
+        logger.info("open set: %d of %d speakers of %s are held out from %s (%d utterances)", left, before,
+                    args.data_dir, ", ".join(map(str, args.exclude_speakers_of)), len(spk_of))
+        if left < 2:
+            raise SystemExit(f"{args.data_dir}: only {left} speaker(s) left after excluding the speakers of "
+                             f"{', '.join(map(str, args.exclude_speakers_of))}; open-set trials need at least 2")
     try:
         trials = make_trials(spk_of, args.num_target, args.num_nontarget, args.seed)
     except ValueError as e:

@@ -225,6 +225,9 @@ class ProbeCTCConfig:
     dropout: float = 0.1
     layer_norm: bool = False  # layer-norm each hidden state before the weighted sum
     zero_infinity: bool = True
+    # keep each training/valid utterance's hidden states after its first pass (whole utterances, frozen
+    # upstream: exact), so later epochs train the head alone; costs 4 * (L+1) * D bytes per frame of RAM
+    cache_upstream: bool = True
     arch: str = "probe_ctc"
 
     def __post_init__(self) -> None:
@@ -244,7 +247,7 @@ class ProbeCTCModel(nn.Module):
         super().__init__()
         self.config = cfg
         model = upstream if upstream is not None else build_upstream(cfg.upstream)
-        self.upstream = Upstream(model, freeze=True)
+        self.upstream = Upstream(model, freeze=True, cache=cfg.cache_upstream)
         self.featurizer = WeightedSumFeaturizer(self.upstream.num_states(), cfg.layer_norm)
         from .speaker import _hidden_dim
 
@@ -270,8 +273,9 @@ class ProbeCTCModel(nn.Module):
     def model_config(self) -> dict[str, Any]:
         return self.config.to_dict()
 
-    def log_probs(self, wav: Tensor, wav_lens: Tensor) -> tuple[Tensor, Tensor]:
-        hs, lens = self.upstream(wav, wav_lens)
+    def log_probs(self, wav: Tensor, wav_lens: Tensor, utt_ids: list[str] | None = None) -> tuple[Tensor, Tensor]:
+        """``utt_ids`` (training batches) lets the upstream serve its cached hidden states."""
+        hs, lens = self.upstream(wav, wav_lens, utt_ids)
         x = self.dropout(self.featurizer(hs))  # (B, T', D)
         if self.lstm is not None:
             packed = nn.utils.rnn.pack_padded_sequence(x, lens.cpu(), batch_first=True, enforce_sorted=False)
@@ -281,7 +285,7 @@ class ProbeCTCModel(nn.Module):
         return F.log_softmax(self.proj(x).float(), dim=-1), lens
 
     def forward(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float], int]:
-        lp, lens = self.log_probs(batch["wav"], batch["wav_lens"])
+        lp, lens = self.log_probs(batch["wav"], batch["wav_lens"], batch.get("utt_ids"))
         return ctc_loss_and_stats(lp, lens, batch, self.config.blank, self.config.zero_infinity, self.training)
 
 

@@ -86,6 +86,8 @@ def upstream_spec(module: nn.Module) -> dict[str, Any]:
     The bare SSLEncoder is kept when there is one (objective heads are not needed downstream);
     any other model exposing ``extract_features`` and ``model_config()`` is rebuilt by the registry.
     """
+    if hasattr(module, "upstream_spec"):  # parameter-free baselines (speechkit.downstream.baseline_upstream)
+        return module.upstream_spec()
     enc = find_encoder(module)
     if enc is not None and hasattr(enc, "upstream_spec"):  # encoders with more structure (WavLM's relative bias)
         return enc.upstream_spec()
@@ -109,6 +111,9 @@ def build_upstream(spec: dict[str, Any]) -> nn.Module:
         return SSLEncoder(config_from_dict(EncoderConfig, spec["encoder"], "upstream.encoder"))
     if kind == "model":
         return build_model(spec["model_config"])
+    if kind in ("fbank", "mfcc"):
+        from .baseline_upstream import build_spectral_upstream
+        return build_spectral_upstream(spec)
     if kind == "wavlm_encoder":
         from speechkit.models.wavlm import WavLMEncoder
         return WavLMEncoder.from_upstream_spec(spec)
@@ -118,12 +123,18 @@ def build_upstream(spec: dict[str, Any]) -> nn.Module:
 class Upstream(nn.Module):
     """Any ``extract_features`` module; frozen (no grads, eval mode, no graph) or trainable."""
 
-    def __init__(self, model: nn.Module, freeze: bool = True) -> None:
+    def __init__(self, model: nn.Module, freeze: bool = True, cache: bool = False) -> None:
         super().__init__()
         if not hasattr(model, "extract_features"):
             raise TypeError(f"{type(model).__name__} does not expose extract_features(wav, wav_lens)")
+        if cache and not freeze:
+            raise ValueError("only a frozen upstream's hidden states can be cached")
         self.model = model
         self.freeze = freeze
+        # utt id -> (L+1, T, D) hidden states on the CPU: a frozen upstream in eval mode gives the same
+        # states for the same (uncropped) utterance every epoch, so after the first epoch the head
+        # trains without running the encoder. Memory: 4 * (L+1) * D bytes per frame.
+        self._cache: dict[str, Tensor] | None = {} if cache else None
         if freeze:
             model.requires_grad_(False)
             model.eval()
@@ -134,12 +145,35 @@ class Upstream(nn.Module):
             self.model.eval()
         return self
 
-    def forward(self, wav: Tensor, wav_lens: Tensor) -> tuple[list[Tensor], Tensor]:
+    def forward(self, wav: Tensor, wav_lens: Tensor, utt_ids: list[str] | None = None) -> tuple[list[Tensor], Tensor]:
+        if self._cache is not None and utt_ids is not None:
+            return self._cached(wav, wav_lens, utt_ids)
         if self.freeze:
             with torch.no_grad():
                 hs, lens = self.model.extract_features(wav, wav_lens)
             return [h.detach() for h in hs], lens
         return self.model.extract_features(wav, wav_lens)
+
+    def _cached(self, wav: Tensor, wav_lens: Tensor, utt_ids: list[str]) -> tuple[list[Tensor], Tensor]:
+        cache = self._cache
+        assert cache is not None
+        missing = [i for i, u in enumerate(utt_ids) if u not in cache]
+        if missing:
+            idx = torch.tensor(missing, device=wav.device)
+            sub_lens = wav_lens[idx]
+            with torch.no_grad():
+                hs, lens = self.model.extract_features(wav[idx, : int(sub_lens.max())], sub_lens)
+            stacked = torch.stack([h.detach() for h in hs], dim=0)  # (S, b, T, D)
+            for j, i in enumerate(missing):
+                cache[utt_ids[i]] = stacked[:, j, : int(lens[j])].to("cpu", copy=True)
+        states = [cache[u] for u in utt_ids]
+        lens = torch.tensor([s.shape[1] for s in states], device=wav.device)
+        t = int(lens.max())
+        out = states[0].new_zeros(states[0].shape[0], len(states), t, states[0].shape[2])
+        for j, st in enumerate(states):
+            out[:, j, : st.shape[1]] = st
+        out = out.to(wav.device)
+        return list(out.unbind(0)), lens
 
     @torch.no_grad()
     def num_states(self) -> int:
@@ -147,6 +181,8 @@ class Upstream(nn.Module):
         enc = find_encoder(self.model)
         if enc is not None:
             return enc.num_layers + 1
+        if hasattr(self.model, "num_hidden_states"):
+            return int(self.model.num_hidden_states)
         p = next(self.model.parameters())
         was = self.model.training
         self.model.eval()

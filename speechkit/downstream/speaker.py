@@ -119,11 +119,31 @@ class SpeakerIDModel(nn.Module):
             raise ValueError(f"embedding kind must be auto, pooled or embed, got {kind!r}")
         return self.embed(p)
 
-    def logits(self, wav: Tensor, wav_lens: Tensor) -> Tensor:
-        x = self.pooled(wav, wav_lens)
+    def pooled_from_moments(self, mean: Tensor, cov: Tensor, eps: float = 1.0e-5) -> Tensor:
+        """(B, 2D) statistics from cached per-state moments (:mod:`speechkit.downstream.head_cache`):
+        ``mean`` (B, S, D) and the covariance triangle ``cov`` (B, S(S+1)/2, D) of the S hidden states.
+        Equal to :meth:`pooled` on the whole utterances the moments were computed from."""
+        from .head_cache import triu_pairs
+
+        s = mean.shape[1]
+        if s != self.featurizer.num_states:
+            raise ValueError(f"cached moments have {s} hidden states, the featurizer {self.featurizer.num_states}")
+        w = F.softmax(self.featurizer.weights, dim=0).to(mean.dtype)  # (S,)
+        li, mi = triu_pairs(s)
+        pair_w = w[li] * w[mi] * torch.where(li == mi, 1.0, 2.0).to(mean.dtype)  # off-diagonal pairs count twice
+        mu = torch.einsum("s,bsd->bd", w, mean)
+        var = torch.einsum("p,bpd->bd", pair_w, cov)
+        return self.norm(torch.cat([mu, var.clamp(min=eps).sqrt()], dim=1))
+
+    def classify(self, pooled: Tensor) -> Tensor:
+        """(B, 2D) pooled statistics -> (B, num_speakers) logits."""
+        x = pooled
         if self.embed is not None:
             x = F.relu(self.embed(x))
-        return self.classifier(self.dropout(x))  # (B, num_speakers)
+        return self.classifier(self.dropout(x))
+
+    def logits(self, wav: Tensor, wav_lens: Tensor) -> Tensor:
+        return self.classify(self.pooled(wav, wav_lens))  # (B, num_speakers)
 
     def forward(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float], int]:
         if "labels" not in batch:
@@ -137,6 +157,8 @@ class SpeakerIDModel(nn.Module):
 
 
 def _hidden_dim(model: nn.Module) -> int:
+    if hasattr(model, "hidden_dim"):
+        return int(model.hidden_dim)
     enc_cfg = getattr(upstream_module(model), "cfg", None)
     if enc_cfg is not None and hasattr(enc_cfg, "embed_dim"):
         return int(enc_cfg.embed_dim)

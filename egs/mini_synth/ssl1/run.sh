@@ -13,12 +13,14 @@
 #   9  write the iteration-1 labels (km.<ssl>1_l<layer>_<K>) for every set
 #  10  label quality of the iteration-1 units, next to the MFCC ones
 #  11  pre-train iteration 2 on the iteration-1 units (stages 7-11 apply to the unit-based --ssl hubert|wavlm)
-#  12  character tokenizer and the labeled subset for fine-tuning ($ft_utts utterances)
+#  12  character tokenizer and the labeled subsets for fine-tuning ($ft_utts utterances; a list = a sweep)
 #  13  CTC fine-tuning of the last pre-trained model, and the from-scratch baseline (same data and updates)
 #  14  decode and score dev/test with both models (greedy CTC; WER and CER)
-#  15  speaker identification with the frozen pre-trained model (weighted sum of layers)
-#  16  speaker verification: embeddings, cosine scoring of a trial list, EER/minDCF
-#  17  RESULTS.md
+#  15  speaker identification: the frozen pre-trained model (weighted sum of layers) and an fbank baseline,
+#      heads trained on cached hidden-state moments with early stopping on dev
+#  16  open-set speaker verification: a head trained on all but $sv_heldout speakers, trials among those
+#      held out (as VoxCeleb1-O); cosine scoring, EER/minDCF; SSL and fbank embeddings
+#  17  RESULTS.md (with plots)
 # Usage: ./run.sh [--stage N] [--stop-stage M] [--ssl hubert|wavlm|wav2vec2|data2vec] [--size tiny|default] ...
 set -euo pipefail
 
@@ -35,12 +37,15 @@ ssl=hubert              # pre-training objective: hubert | wavlm (iterated on un
 pretrain1_config=""     # default: conf/pretrain_<ssl>_iter1.yaml (hubert) or conf/pretrain_<ssl>_tiny.yaml
 pretrain2_config=""     # default: conf/pretrain_hubert_iter2.yaml (hubert) or the iteration-1 config (wavlm)
 pretrain_opts=""        # extra options for speechkit.bin.pretrain (e.g. "--set trainer.max_updates=20")
-ft_utts=200             # labeled utterances for CTC fine-tuning (a random subset of train)
+ft_utts="200"           # labeled utterances for CTC fine-tuning (random subsets of train); a list runs a
+                        # low-resource sweep, e.g. "50 200 1040" (RESULTS.md: WER vs labeled data)
 finetune_config=conf/finetune_ctc_tiny.yaml
 finetune_opts=""        # extra options for the fine-tuning runs (both pre-trained and baseline)
 scratch_lr=5.0e-3       # the from-scratch baseline's peak lr (its best; see $finetune_config)
 sid_config=conf/sid_tiny.yaml
 sid_opts=""
+sv_heldout=10           # speakers held out of the verification head's training (open-set trials)
+sv_embed_dim=128        # embedding layer of the verification head (cosine-scored)
 num_target_trials=200   # speaker-verification trial list: target pairs (x5 non-target)
 help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 
@@ -185,67 +190,98 @@ if $iterated && [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
 fi
 
 if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
-  begin 12 "tokenizer and a labeled subset of $ft_utts utterances"
+  begin 12 "tokenizer and labeled subsets of $ft_utts utterances"
   if ! is_done data/.ft.done; then
     python -m speechkit.bin.train_tokenizer --text data/$train/text --out data/token_char --type char
-    rm -rf data/train_ft; python -m speechkit.bin.data_dir subset data/$train data/train_ft --random $ft_utts --seed $seed
+    for n in $ft_utts; do  # nested: every smaller subset lies inside the larger ones (same seed, same order)
+      rm -rf data/train_ft$n; python -m speechkit.bin.data_dir subset data/$train data/train_ft$n --random $n --seed $seed
+    done
     touch data/.ft.done
   fi
   took 12
 fi
 
 if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
-  begin 13 "CTC fine-tuning: $upstream, and the from-scratch baseline"
-  for x in ft_$(basename $upstream) ft_scratch; do
-    is_done exp/$x/.done && continue
-    opt=""; [ $x = ft_scratch ] && opt="--from-scratch --set optim.lr=$scratch_lr"
-    python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
-      --tokenizer data/token_char --train-data data/train_ft --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
-    touch exp/$x/.done
+  begin 13 "CTC fine-tuning of $upstream and the from-scratch baseline ($ft_utts labeled utterances)"
+  for n in $ft_utts; do
+    for x in ft_$(basename $upstream)_n$n ft_scratch_n$n; do
+      is_done exp/$x/.done && continue
+      opt=""; [ $x = ft_scratch_n$n ] && opt="--from-scratch --set optim.lr=$scratch_lr"
+      python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
+        --tokenizer data/token_char --train-data data/train_ft$n --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
+      touch exp/$x/.done
+    done
   done
   took 13
 fi
 
 if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
   begin 14 "decode and score $dev $test"
-  for x in ft_$(basename $upstream) ft_scratch; do
-    pids=""  # dev and test side by side: small models use one core each better than two
-    for s in $dev $test; do
-      OMP_NUM_THREADS=1 python -m speechkit.bin.decode_ctc --model exp/$x/checkpoint_best.pt --data-dir data/$s \
-        --out exp/$x/decode_$s --cer &
-      pids="$pids $!"
+  for n in $ft_utts; do
+    for x in ft_$(basename $upstream)_n$n ft_scratch_n$n; do
+      pids=""  # dev and test side by side: small models use one core each better than two
+      for s in $dev $test; do
+        OMP_NUM_THREADS=1 python -m speechkit.bin.decode_ctc --model exp/$x/checkpoint_best.pt --data-dir data/$s \
+          --out exp/$x/decode_$s --cer &
+        pids="$pids $!"
+      done
+      for p in $pids; do wait $p; done  # a failed decode stops the recipe (set -e)
     done
-    for p in $pids; do wait $p; done  # a failed decode stops the recipe (set -e)
   done
   took 14
 fi
 
+sid_up=sid_$(basename $upstream)
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
-  begin 15 "speaker identification on the frozen $upstream"
-  if ! is_done exp/sid_$(basename $upstream)/.done; then
-    python -m speechkit.bin.train_downstream --task sid --config $sid_config --init $upstream/checkpoint_last.pt \
-      --train-data data/$train --valid-data data/$dev --exp-dir exp/sid_$(basename $upstream) --resume auto $sid_opts
-    touch exp/sid_$(basename $upstream)/.done
-  fi
-  python -m speechkit.bin.eval_sid --model exp/sid_$(basename $upstream)/checkpoint_best.pt --data-dir data/$test \
-    --out exp/sid_$(basename $upstream)/eval_$test
+  begin 15 "speaker identification: frozen $upstream vs the fbank baseline (heads on cached moments)"
+  for up in $upstream/checkpoint_last.pt fbank; do
+    x=$sid_up; [ $up = fbank ] && x=sid_fbank
+    if ! is_done exp/$x/.done; then
+      python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config --train-data data/$train \
+        --valid-data data/$dev --exp-dir exp/$x $sid_opts
+      touch exp/$x/.done
+    fi
+    python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt --data-dir data/$test --out exp/$x/eval_$test
+  done
   took 15
 fi
 
 if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
-  begin 16 "speaker verification on $test (cosine scoring, EER, minDCF)"
-  [ -f data/$test/trials ] || python -m speechkit.bin.make_trials --data-dir data/$test --out data/$test/trials \
-    --num-target $num_target_trials --num-nontarget $((num_target_trials * 5)) --seed $seed
-  python -m speechkit.bin.extract_embeddings --model exp/sid_$(basename $upstream)/checkpoint_best.pt --data-dir data/$test \
-    --out exp/sid_$(basename $upstream)/embed_$test
-  python -m speechkit.bin.compute_eer --trials data/$test/trials \
-    --embeddings exp/sid_$(basename $upstream)/embed_$test/embeddings.scp --out exp/sid_$(basename $upstream)/sv_$test
+  begin 16 "open-set speaker verification: $sv_heldout held-out speakers (cosine scoring, EER, minDCF)"
+  if ! is_done data/.sv.done; then
+    # the last $sv_heldout readers are never seen by the verification head; its training uses the others
+    cut -d' ' -f1 data/$train/utt2spk | cut -d- -f1 | sort -u | tail -n $sv_heldout > data/sv_heldout_readers
+    for s in $train $dev $test; do
+      awk 'NR==FNR {h[$1]; next} {split($1, a, "-"); print $1 > ((a[1] in h) ? "'data/$s.sv_heldout'" : "'data/$s.sv_seen'")}' \
+        data/sv_heldout_readers data/$s/utt2spk
+    done
+    rm -rf data/sv_train data/sv_dev data/sv_eval data/sv_eval_all
+    python -m speechkit.bin.data_dir subset data/$train data/sv_train --utt-list data/$train.sv_seen
+    python -m speechkit.bin.data_dir subset data/$dev data/sv_dev --utt-list data/$dev.sv_seen
+    python -m speechkit.bin.data_dir combine data/sv_eval_all data/$dev data/$test
+    cat data/$dev.sv_heldout data/$test.sv_heldout > data/sv_eval.list
+    python -m speechkit.bin.data_dir subset data/sv_eval_all data/sv_eval --utt-list data/sv_eval.list
+    python -m speechkit.bin.make_trials --data-dir data/sv_eval --out data/sv_eval/trials --exclude-speakers-of data/sv_train \
+      --num-target $num_target_trials --num-nontarget $((num_target_trials * 5)) --seed $seed
+    touch data/.sv.done
+  fi
+  for up in $upstream/checkpoint_last.pt fbank; do
+    x=sv_$(basename $upstream); [ $up = fbank ] && x=sv_fbank
+    if ! is_done exp/$x/.done; then
+      python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config --train-data data/sv_train \
+        --valid-data data/sv_dev --exp-dir exp/$x --set model.embed_dim=$sv_embed_dim $sid_opts
+      touch exp/$x/.done
+    fi
+    python -m speechkit.bin.extract_embeddings --model exp/$x/checkpoint_best.pt --data-dir data/sv_eval --out exp/$x/embed_sv_eval
+    python -m speechkit.bin.compute_eer --trials data/sv_eval/trials --embeddings exp/$x/embed_sv_eval/embeddings.scp \
+      --out exp/$x/sv_eval
+  done
   took 16
 fi
 
 if [ $stage -le 17 ] && [ $stop_stage -ge 17 ]; then
   begin 17 "RESULTS.md"
-  python -m speechkit.bin.make_results --exp-dir exp --out RESULTS.md --print
+  python -m speechkit.bin.make_results --exp-dir exp --out RESULTS.md --plots --print
   took 17
 fi
 log "Finished stages $stage..$stop_stage in $SECONDS s"
