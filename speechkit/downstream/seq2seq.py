@@ -254,7 +254,7 @@ class Seq2SeqModel(nn.Module):
             with torch.backends.cudnn.flags(enabled=False):
                 ctc = F.ctc_loss(ctc_lp.transpose(0, 1), labels[labels >= 0], frame_lens, lens, blank=0,
                                  reduction="sum", zero_infinity=True) / n
-            stats["ctc_loss"] = float(ctc)
+            stats["ctc_loss"] = float(ctc.detach())
             loss = (1 - cfg.ctc_weight) * att + cfg.ctc_weight * ctc
         stats["loss"] = float(loss.detach())
         return loss, stats, n
