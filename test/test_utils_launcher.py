@@ -276,3 +276,22 @@ def test_slurm_array_is_cancelled_when_run_pl_is_stopped(tmp_path, sig):
     finally:
         p.kill()
         p.wait()
+
+
+def test_launcher_args_reach_the_job_unchanged(tmp_path):
+    # What speechkit's CLIs hand to a launcher: each argument one whitespace-free, quoted bash word.
+    import json
+    import sys
+
+    from speechkit.launch import launcher_args
+
+    weird = ["d$(touch${IFS}PWNED)", "dev(1)", "my data", "tab\there", "it's", '"q" x', "", "*", "a\nb",
+             "nb\u00a0sp", "JOB", "out/JOB.ark"]
+    code = "import json, sys; json.dump(sys.argv[1:], open(sys.argv[1], 'w'))"
+    argv = launcher_args([sys.executable, "-c", code, "res.JOB.json", *weird])
+    assert not any(re.search(r"\s", a) for a in argv)  # Kaldi's launchers pass such words untouched
+    r = run(RUN_PL, "JOB=1:2", "log/q.JOB.log", *argv, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = json.loads((tmp_path / "res.2.json").read_text())
+    assert got == ["res.2.json", *weird[:-2], "2", "out/2.ark"]
+    assert not (tmp_path / "PWNED").exists()
