@@ -196,27 +196,3 @@ def test_progress_speed_and_eta_leave_validation_out(dirs, tmp_path, monkeypatch
         eta = int(m.group(3)) * 60 + int(m.group(4))
         assert eta == int((16 - upd) * 1.0 + left_valid * valid_cost), m.group(0)
 
-
-def test_config_yaml_holds_the_resolved_model(dirs, tmp_path):
-    # A preset is expanded in exp/config.yaml: every field the model was built with, no `preset`.
-    import yaml
-
-    from speechkit.models import build_model
-    from speechkit.models.registry import resolve_config
-    from speechkit.train.dataset import AudioLabelDataset
-    from speechkit.train.trainer import Trainer
-
-    data, _ = dirs
-    cfg = toy_config()
-    cfg.model = {"arch": "hubert", "preset": "tiny", "num_classes": 10, "label_rate": 50, "encoder": {"num_layers": 1}}
-    model = build_model(cfg.model)
-    train_set = AudioLabelDataset(data, ["toy"], [50], sample_rate=16000)
-    t = Trainer(model, cfg, tmp_path / "exp", train_set, model_config=model.model_config())
-    t._open_logs()
-    t._close_logs()
-    saved = yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())
-    assert "preset" not in saved["model"]
-    assert saved["model"]["encoder"]["embed_dim"] == resolve_config(cfg.model).encoder.embed_dim
-    assert saved["model"]["encoder"]["num_layers"] == 1
-    assert resolve_config(saved["model"]) == resolve_config(cfg.model)  # usable as --config again
-    assert saved["optim"] == cfg.to_dict()["optim"]

@@ -19,6 +19,10 @@
 #  15  speaker identification with the frozen pre-trained model (weighted sum of layers)
 #  16  speaker verification: embeddings, cosine scoring of a trial list, EER/minDCF
 #  17  RESULTS.md
+# Training (6, 11, 13, 15) goes through $train_cmd and decoding (14) through $decode_cmd, set in cmd.sh
+# (local processes or Slurm); their logs are exp/<dir>/log/*.log and exp/log/decode_*.log.
+# Stages that make something leave a .done marker and are skipped on a re-run; the reporting stages
+# (5, 10 label quality, 15-16 speaker evaluation, 17 RESULTS.md) are cheap and always run again.
 # Usage: ./run.sh [--stage N] [--stop-stage M] [--ssl hubert|wavlm|wav2vec2|data2vec] [--size tiny|default] ...
 set -euo pipefail
 
@@ -120,8 +124,8 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   begin 6 "pre-train $ssl iteration 1 ($pretrain1_config)"
   if ! is_done exp/${ssl}_iter1/.done; then
     labels=""; $iterated && labels="--label-tag $km1"
-    python -m speechkit.bin.pretrain --config $pretrain1_config --train-data data/$train \
-      --valid-data data/$dev $labels --exp-dir exp/${ssl}_iter1 --resume auto $pretrain_opts
+    ${train_cmd} exp/${ssl}_iter1/log/pretrain.log python -m speechkit.bin.pretrain --config $pretrain1_config \
+      --train-data data/$train --valid-data data/$dev $labels --exp-dir exp/${ssl}_iter1 --resume auto $pretrain_opts
     touch exp/${ssl}_iter1/.done
   fi
   took 6
@@ -176,8 +180,8 @@ fi
 if $iterated && [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   begin 11 "pre-train $ssl iteration 2 on km.$km2 ($pretrain2_config)"
   if ! is_done exp/${ssl}_iter2/.done; then
-    python -m speechkit.bin.pretrain --config $pretrain2_config --train-data data/$train \
-      --valid-data data/$dev --label-tag $km2 --exp-dir exp/${ssl}_iter2 --resume auto \
+    ${train_cmd} exp/${ssl}_iter2/log/pretrain.log python -m speechkit.bin.pretrain --config $pretrain2_config \
+      --train-data data/$train --valid-data data/$dev --label-tag $km2 --exp-dir exp/${ssl}_iter2 --resume auto \
       --set data.label_rate=50 $pretrain_opts
     touch exp/${ssl}_iter2/.done
   fi
@@ -199,8 +203,9 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
   for x in ft_$(basename $upstream) ft_scratch; do
     is_done exp/$x/.done && continue
     opt=""; [ $x = ft_scratch ] && opt="--from-scratch --set optim.lr=$scratch_lr"
-    python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
-      --tokenizer data/token_char --train-data data/train_ft --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
+    ${train_cmd} exp/$x/log/finetune.log python -m speechkit.bin.finetune_ctc --config $finetune_config \
+      --init $upstream/checkpoint_last.pt $opt --tokenizer data/token_char --train-data data/train_ft \
+      --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
     touch exp/$x/.done
   done
   took 13
@@ -208,23 +213,29 @@ fi
 
 if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
   begin 14 "decode and score $dev $test"
+  # one job per (model, set) not decoded yet, as one job array through $decode_cmd (cmd.sh); one
+  # thread each: small models use two cores better as two jobs than as one job with two threads
+  mkdir -p exp; todo=exp/decode_$(basename $upstream).todo; : > $todo
   for x in ft_$(basename $upstream) ft_scratch; do
-    pids=""  # dev and test side by side: small models use one core each better than two
     for s in $dev $test; do
-      OMP_NUM_THREADS=1 python -m speechkit.bin.decode_ctc --model exp/$x/checkpoint_best.pt --data-dir data/$s \
-        --out exp/$x/decode_$s --cer &
-      pids="$pids $!"
+      is_done exp/$x/decode_$s/.done || echo "$x $s" >> $todo
     done
-    for p in $pids; do wait $p; done  # a failed decode stops the recipe (set -e)
   done
+  if [ -s $todo ]; then
+    ${decode_cmd} JOB=1:$(wc -l < $todo) exp/log/decode_$(basename $upstream).JOB.log \
+      "set -- \$(sed -n JOBp $todo); OMP_NUM_THREADS=1 python -m speechkit.bin.decode_ctc \
+       --model exp/\$1/checkpoint_best.pt --data-dir data/\$2 --out exp/\$1/decode_\$2 --cer \
+       && touch exp/\$1/decode_\$2/.done"
+  fi
   took 14
 fi
 
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
   begin 15 "speaker identification on the frozen $upstream"
   if ! is_done exp/sid_$(basename $upstream)/.done; then
-    python -m speechkit.bin.train_downstream --task sid --config $sid_config --init $upstream/checkpoint_last.pt \
-      --train-data data/$train --valid-data data/$dev --exp-dir exp/sid_$(basename $upstream) --resume auto $sid_opts
+    ${train_cmd} exp/sid_$(basename $upstream)/log/train.log python -m speechkit.bin.train_downstream --task sid \
+      --config $sid_config --init $upstream/checkpoint_last.pt --train-data data/$train --valid-data data/$dev \
+      --exp-dir exp/sid_$(basename $upstream) --resume auto $sid_opts
     touch exp/sid_$(basename $upstream)/.done
   fi
   python -m speechkit.bin.eval_sid --model exp/sid_$(basename $upstream)/checkpoint_best.pt --data-dir data/$test \
