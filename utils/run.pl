@@ -11,7 +11,7 @@ and the command is replaced by the job's number. The command runs through `bash 
 work; as in Kaldi, arguments without whitespace are passed unquoted (escape a pipe as \\| to
 use it), arguments with whitespace are quoted. The command line is shell code: `$(...)`,
 backquotes, `;` or `(` in an unquoted argument are run or parsed by bash, so a program that
-passes file names must quote them itself (speechkit's CLIs do, with shlex.quote). A command
+passes file names must quote them itself (speechkit's CLIs do: speechkit.launch). A command
 given as a single argument is used as a shell command line as it is:
 run.pl JOB=1:4 x.JOB.log 'a JOB | b'. Each job's stdout and stderr go to its log file, which
 starts with a header (the command, start time) and ends with a footer (`# Ended (code N)`, or
