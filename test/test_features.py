@@ -144,3 +144,17 @@ def test_dump_cli_help():
 
     r = subprocess.run([sys.executable, "-m", "speechkit.bin.dump_features", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--portion" in r.stdout
+
+
+def test_dump_cli_paths_with_shell_syntax_are_data(tmp_path, monkeypatch):
+    # The launcher runs its command through bash: paths must reach the jobs quoted.
+    from speechkit.bin import dump_features
+
+    root = tmp_path / "d$(touch${IFS}PWNED) dev(1)"
+    data, audio = _make_data_dir(root, 4)
+    out = root / "dump $(touch PWNED2)"
+    monkeypatch.chdir(tmp_path)
+    rc = dump_features.main(["--data-dir", str(data), "--feat", "mfcc", "--out", str(out), "--nj", "2"])
+    assert rc == 0
+    assert list(read_scp(out / "feats.scp")) == sorted(audio)
+    assert not list(tmp_path.glob("PWNED*"))

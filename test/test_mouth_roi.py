@@ -169,3 +169,24 @@ def test_extract_cli_on_grid_through_run_pl(grid_dir, tmp_path):
     from speechkit.io.datadir import validate_data_dir
 
     validate_data_dir(data)
+
+
+def test_extract_cli_quotes_what_it_hands_the_launcher(tmp_path):
+    # The launcher runs its command through bash: a data path with `$(...)` or `(` must be data.
+    import json
+
+    from speechkit.bin import extract_mouth_roi
+
+    launcher = tmp_path / "launcher.py"  # records its arguments instead of running jobs
+    launcher.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                        f"json.dump(sys.argv[1:], open({str(tmp_path / 'argv.json')!r}, 'w'))\nsys.exit(1)\n")
+    launcher.chmod(0o755)
+    data = tmp_path / "d$(touch${IFS}PWNED) dev(1)"
+    assert extract_mouth_roi.main([str(data), str(tmp_path / "roi"), "--nj", "2", "--cmd", str(launcher)]) == 1
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv[0] == "JOB=1:2" and argv[1].endswith("roi.JOB.log")
+    # what bash makes of the command line run.pl (or Kaldi's) would build from argv[2:]
+    echo = f"{sys.executable} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "
+    r = subprocess.run(["bash", "-c", echo + " ".join(argv[3:])], capture_output=True, text=True, cwd=tmp_path)
+    assert json.loads(r.stdout)[2:4] == [str(data), str(tmp_path / "roi")], r.stderr
+    assert not (tmp_path / "PWNED").exists()

@@ -243,6 +243,25 @@ def test_sph2pipe_option(fake, tmp_path, monkeypatch):
                                                   s, e), atol=1e-6)
 
 
+def test_sph2pipe_paths_are_quoted(fake_src, tmp_path, monkeypatch):
+    # Shell syntax in the corpus path (and a space in the tool's) must be data, not code.
+    root = tmp_path / "ted $(touch${IFS}PWNED) (1)" / "TEDLIUM_release-3"
+    shutil.copytree(fake_src.root, root)
+    tool = tmp_path / "my tools" / "sph2pipe"
+    tool.parent.mkdir()
+    tool.write_text(f"#!{sys.executable}\nimport sys, io, soundfile as sf\n"
+                    "d, r = sf.read(sys.argv[-1], dtype='int16')\nb = io.BytesIO()\n"
+                    "sf.write(b, d, r, format='WAV', subtype='PCM_16')\n"
+                    "sys.stdout.buffer.write(b.getvalue())\n")
+    tool.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    prepare_tedlium3(root, tmp_path / "data", sets=("dev",), sph2pipe=str(tool))
+    a = AudioReader(tmp_path / "data" / "dev")
+    for utt in a.utt_ids[:2]:
+        assert a[utt].size > 0
+    assert not (tmp_path / "PWNED").exists()
+
+
 def test_real_an4_sphere(an4_dir, tmp_path):
     """A real SPHERE file from an4, placed in the TED-LIUM layout, reads via wav.scp."""
     src = sorted(an4_dir.glob("wav/**/*.sph"))[0]

@@ -69,6 +69,27 @@ def test_rerun_skips_finished_work(finished_recipe):
     assert "starting from scratch" not in log  # no training ran again
 
 
+def test_training_and_decoding_go_through_the_launcher(finished_recipe):
+    # so that cmd.sh's train_cmd/decode_cmd (e.g. utils/slurm.pl) decide where they run
+    recipe, _ = finished_recipe
+    for log, cmd in (("exp/hubert_iter1/log/pretrain.log", "speechkit.bin.pretrain"),
+                     ("exp/hubert_iter2/log/pretrain.log", "speechkit.bin.pretrain"),
+                     ("exp/ft_scratch_n20/log/finetune.log", "speechkit.bin.finetune_ctc"),
+                     ("exp/sid_hubert_iter2/log/train.log", "speechkit.bin.train_sid_cached"),
+                     ("exp/sv_fbank/log/train.log", "speechkit.bin.train_sid_cached")):
+        text = (recipe / log).read_text()
+        assert text.startswith("# ") and cmd in text.splitlines()[0] and "# Ended (code 0)" in text, log
+    decode_logs = sorted((recipe / "exp/log").glob("decode_hubert_iter2.*.log"))
+    assert len(decode_logs) == 4 and all("# Ended (code 0)" in p.read_text() for p in decode_logs)
+    # decodes leave .done markers: a re-run of stage 14 skips them and rewrites nothing
+    hyp = recipe / "exp/ft_scratch_n20/decode_test_clean/hyp"
+    mtime = hyp.stat().st_mtime_ns
+    res = run_recipe(recipe, "--config", "conf/tiny.sh", "--stage", "14", "--stop-stage", "14", timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "exp/ft_scratch_n20/decode_test_clean/.done exists; skipping" in res.stdout
+    assert hyp.stat().st_mtime_ns == mtime
+
+
 def test_unknown_option_is_an_error_listing_known_ones(tmp_path):
     recipe = copy_recipe(RECIPE, tmp_path / "ssl1")
     res = run_recipe(recipe, "--no-such-option", "1", timeout=60)

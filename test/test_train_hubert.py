@@ -130,3 +130,21 @@ def test_pretrain_cli_help_and_label_count_check(setup, tmp_path, capsys):
 
     with pytest.raises(ConfigError, match=r"bad\.yaml: model\.num_classes=5 but the labels go up to 19"):
         pretrain.main(_args(bad, train, dev, tmp_path / "exp"))
+
+
+def test_config_yaml_expands_the_model_preset(setup, tmp_path):
+    # exp/config.yaml is "resolved": the model as built (preset expanded), usable as --config again
+    import yaml
+
+    from speechkit.models.registry import resolve_config
+
+    root, conf, train, dev = setup
+    assert pretrain.main(_args(conf, train, dev, tmp_path / "exp", "--set", "trainer.max_updates=2",
+                               "--set", "trainer.valid_interval=0")) == 0
+    saved = yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())
+    written = yaml.safe_load(conf.read_text())["model"]
+    assert "preset" not in saved["model"] and saved["model"]["num_classes"] == 20
+    tiny = resolve_config({"arch": "hubert", "preset": "tiny"})
+    assert saved["model"]["encoder"]["embed_dim"] == tiny.encoder.embed_dim
+    assert saved["model"]["encoder"]["mask_prob"] == written["mask_prob"] == 0.5
+    assert resolve_config(saved["model"]) == resolve_config({**written, "num_classes": 20, "label_rate": 100})

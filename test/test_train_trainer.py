@@ -157,3 +157,42 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(dirs, tmp_path):
     # the ranks drew different random numbers (different masks), as intended
     assert not torch.equal(state["rng"]["ranks"][0]["torch"], state["rng"]["ranks"][1]["torch"])
     assert "2 processes on cpu" in (exp / "train.log").read_text()
+
+
+def test_progress_speed_and_eta_leave_validation_out(dirs, tmp_path, monkeypatch, caplog):
+    # A fake clock: a training forward costs 1 s, a validation forward 10 s. upd/s must be the
+    # training speed (1.00, not dragged down by validation) and the ETA must count the updates
+    # left at that speed plus the validations left at the last validation's cost.
+    import re
+    import types
+
+    from speechkit.train import trainer as trainer_mod
+
+    data, valid = dirs
+    clock = [1000.0]
+    monkeypatch.setattr(trainer_mod, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    t = build(toy_config(max_updates=16, log_interval=2, valid_interval=4, save_interval=0), data,
+              tmp_path / "exp", valid)
+    forward = t.model.forward
+    n_valid_batches = []
+
+    def timed_forward(batch):
+        clock[0] += 1.0 if t.model.training else 10.0
+        if not t.model.training:
+            n_valid_batches.append(1)
+        return forward(batch)
+
+    t.model.forward = timed_forward
+    with caplog.at_level("INFO", logger="speechkit.train.trainer"):
+        t.train()
+    lines = {int(m.group(1)): m for m in re.finditer(
+        r"update (\d+)/16 \|.*\| ([\d.]+) upd/s \|.*\| ETA (\d+)m(\d+)s", caplog.text)}
+    assert sorted(lines) == [1, 2, 4, 6, 8, 10, 12, 14, 16]
+    valid_cost = 10.0 * len(n_valid_batches) / 4  # 4 validations (4, 8, 12, 16), same batches each
+    for upd in (6, 10, 14):
+        m = lines[upd]
+        assert float(m.group(2)) == 1.0, m.group(0)
+        left_valid = 16 // 4 - upd // 4
+        eta = int(m.group(3)) * 60 + int(m.group(4))
+        assert eta == int((16 - upd) * 1.0 + left_valid * valid_cost), m.group(0)
+

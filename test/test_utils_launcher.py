@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 import pathlib
 import re
 import subprocess
 import textwrap
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN_PL = str(ROOT / "utils" / "run.pl")
@@ -53,9 +57,39 @@ def test_one_failing_job_fails_the_array_and_names_its_log(tmp_path):
     assert r.returncode == 1 and "job failed (exit code 1), log is in one.log" in r.stderr
 
 
-def test_pipefail_inside_a_job(tmp_path):
-    r = run(RUN_PL, "JOB=1:2", "l.JOB.log", "cat missing.JOB | cat", cwd=tmp_path)
-    assert r.returncode == 1 and "2 / 2 jobs failed" in r.stderr
+def test_pipes_behave_as_in_kaldi(tmp_path):
+    # No pipefail, as in Kaldi: the last command of a pipe decides, so `... | head -1` succeeds.
+    r = run(RUN_PL, "JOB=1:2", "l.JOB.log", "yes | head -1; cat missing.JOB | cat", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "# Ended (code 0)" in (tmp_path / "l.1.log").read_text()
+    r = run(RUN_PL, "JOB=1:2", "l.JOB.log", "set -o pipefail; cat missing.JOB | cat", cwd=tmp_path)
+    assert r.returncode == 1 and "2 / 2 jobs failed" in r.stderr  # opt in, as the docs say
+
+
+def test_kaldi_job_ranges_and_option_order(tmp_path):
+    # options may follow JOB=a:b (Kaldi accepts both sides)
+    r = run(RUN_PL, "JOB=1:2", "--max-jobs-run", "1", "log/o.JOB.log", "echo JOB", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "2" in (tmp_path / "log/o.2.log").read_text().splitlines()
+    r = run(RUN_PL, "--max-jobs-run=1", "JOB=1:2", "--bogus", "1", "log/o.JOB.log", "true", cwd=tmp_path)
+    assert r.returncode == 1 and "unknown option --bogus" in r.stderr
+    # job ids start at 1, as in Kaldi (GridEngine/Slurm array ids)
+    r = run(RUN_PL, "JOB=0:2", "log/z.JOB.log", "true", cwd=tmp_path)
+    assert r.returncode == 1 and "bad job range JOB=0:2" in r.stderr
+    assert not (tmp_path / "log/z.0.log").exists()
+    r = run(RUN_PL, "JOB=3", "log/s.JOB.log", "echo JOB", cwd=tmp_path)  # single job id
+    assert r.returncode == 0 and "3" in (tmp_path / "log/s.3.log").read_text().splitlines()
+
+
+def test_job_killed_by_a_signal_logs_it_as_kaldi_does(tmp_path):
+    # bash itself killed by SIGKILL: Kaldi writes "code 0; signal 9" (not "code -9")
+    r = run(RUN_PL, "JOB=1:2", "log/k.JOB.log", "[ JOB = 1 ] || kill -9 $$", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "job 2 (killed by signal 9), log is in log/k.2.log" in r.stderr
+    assert re.search(r"^# Ended \(code 0; signal 9\) at ", (tmp_path / "log/k.2.log").read_text(), re.M)
+    # a command killed inside bash: bash's own exit status 128+9, as in Kaldi
+    r = run(RUN_PL, "log/c.log", "sleep 5 & kill -9 $!; wait $!", cwd=tmp_path)
+    assert r.returncode == 1 and "# Ended (code 137)" in (tmp_path / "log/c.log").read_text()
 
 
 def test_max_jobs_run_is_respected(tmp_path):
@@ -151,3 +185,113 @@ def test_slurm_task_that_never_reports_is_a_failure(tmp_path):
 def test_slurm_without_sbatch_is_a_clear_error(tmp_path):
     r = run(SLURM_PL, "JOB=1:2", "log/n.JOB.log", "true", cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 1 and "sbatch not found" in r.stderr
+
+
+# ---- jobs end with run.pl ---------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_for(cond, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def _read_pids(tmp_path: pathlib.Path, names: list[str]) -> list[int] | None:
+    try:
+        return [int((tmp_path / n).read_text()) for n in names]
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_jobs_end_with_run_pl(tmp_path, sig):
+    # Each job is a bash with a child; both must end when run.pl is killed, even by SIGKILL.
+    job = "sleep 60 & echo $! > child.JOB.tmp; echo $$ > bash.JOB.tmp; mv child.JOB.tmp child.JOB; " \
+          "mv bash.JOB.tmp bash.JOB; wait"
+    names = ["bash.1", "bash.2", "child.1", "child.2"]
+    p = subprocess.Popen([RUN_PL, "JOB=1:2", "log/w.JOB.log", job], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    pids: list[int] = []
+    try:
+        assert _wait_for(lambda: _read_pids(tmp_path, names) is not None), "jobs did not start"
+        pids = _read_pids(tmp_path, names)
+        assert all(_alive(x) for x in pids)
+        os.kill(p.pid, sig)
+        _, err = p.communicate(timeout=20)
+        assert _wait_for(lambda: not any(_alive(x) for x in pids), 10), "jobs outlived run.pl"
+        if sig == signal.SIGTERM:  # caught: run.pl stops the jobs itself and closes their logs
+            assert p.returncode == 128 + signal.SIGTERM
+            assert "got SIGTERM; stopped 2 running job(s)" in err
+            for j in (1, 2):
+                assert "# Ended (code 0; signal 15)" in (tmp_path / f"log/w.{j}.log").read_text()
+    finally:
+        p.kill()
+        p.wait()
+        for x in pids:
+            if _alive(x):
+                os.kill(x, signal.SIGKILL)
+
+
+FAKE_BLOCKING_SBATCH = textwrap.dedent("""\
+    #!/usr/bin/env python3
+    # sbatch --wait --parsable: prints the job id at submission, then waits (here: forever).
+    import fcntl, os, sys, termios, time, array
+    print(4242, flush=True)
+    n = array.array("i", [1])
+    while n[0]:  # until run.pl has read the id
+        fcntl.ioctl(1, termios.FIONREAD, n)
+        time.sleep(0.01)
+    open(os.environ["FAKE_SBATCH_LOG"] + ".read", "w").close()
+    time.sleep(120)
+    """)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_slurm_array_is_cancelled_when_run_pl_is_stopped(tmp_path, sig):
+    env = fake_slurm(tmp_path)
+    (tmp_path / "bin" / "sbatch").write_text(FAKE_BLOCKING_SBATCH)
+    (tmp_path / "bin" / "scancel").write_text('#!/bin/sh\necho "$@" >> "$FAKE_SBATCH_LOG.scancel"\n')
+    (tmp_path / "bin" / "scancel").chmod(0o755)
+    p = subprocess.Popen([SLURM_PL, "JOB=1:2", "log/s.JOB.log", "true"], cwd=tmp_path, env={**os.environ, **env},
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        assert _wait_for(lambda: (tmp_path / "sbatch.args.read").exists()), "sbatch was not run"
+        os.kill(p.pid, sig)
+        _, err = p.communicate(timeout=20)
+        assert _wait_for(lambda: (tmp_path / "sbatch.args.scancel").exists(), 10), "array not cancelled"
+        assert (tmp_path / "sbatch.args.scancel").read_text().split() == ["4242"]
+        if sig == signal.SIGTERM:
+            assert p.returncode == 128 + signal.SIGTERM and "cancelled Slurm job 4242" in err
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_launcher_args_reach_the_job_unchanged(tmp_path):
+    # What speechkit's CLIs hand to a launcher: each argument one whitespace-free, quoted bash word.
+    import json
+    import sys
+
+    from speechkit.launch import launcher_args
+
+    weird = ["d$(touch${IFS}PWNED)", "dev(1)", "my data", "tab\there", "it's", '"q" x', "", "*", "a\nb",
+             "nb\u00a0sp", "JOB", "out/JOB.ark"]
+    code = "import json, sys; json.dump(sys.argv[1:], open(sys.argv[1], 'w'))"
+    argv = launcher_args([sys.executable, "-c", code, "res.JOB.json", *weird])
+    assert not any(re.search(r"\s", a) for a in argv)  # Kaldi's launchers pass such words untouched
+    r = run(RUN_PL, "JOB=1:2", "log/q.JOB.log", *argv, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = json.loads((tmp_path / "res.2.json").read_text())
+    assert got == ["res.2.json", *weird[:-2], "2", "out/2.ark"]
+    assert not (tmp_path / "PWNED").exists()

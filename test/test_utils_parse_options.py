@@ -112,3 +112,21 @@ def test_help_shows_usage_and_current_values(recipe):
     assert any(line.split()[:2] == ["--stop-stage", "100"] for line in r.stdout.splitlines())
     r = subprocess.run([str(ROOT / "utils/parse_options.sh"), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--stop-stage" in r.stdout
+
+
+def test_variables_named_like_the_setters_locals(tmp_path):
+    # --name/--old/--where/--n once set a local variable of parse_options.sh's setter and were lost.
+    (tmp_path / "utils").symlink_to(ROOT / "utils")
+    names = ("name", "old", "where", "n", "k", "value")
+    script = "#!/usr/bin/env bash\nset -euo pipefail\n" + "".join(f"{n}=default\n" for n in names) + \
+        ". utils/parse_options.sh\n" + "".join(f'echo "{n}=${n}"\n' for n in names)
+    (tmp_path / "run.sh").write_text(script)
+    (tmp_path / "run.sh").chmod(0o755)
+    args = [a for n in names for a in (f"--{n}", f"set-{n}")]
+    r = subprocess.run(["./run.sh", *args], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [f"{n}=set-{n}" for n in names]
+    r = subprocess.run(["./run.sh", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert any(line.split()[:2] == ["--n", "default"] for line in r.stdout.splitlines()), r.stdout
+    r = subprocess.run(["./run.sh", "--_po_known", "x"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "invalid option name --_po_known" in r.stderr

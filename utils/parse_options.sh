@@ -49,10 +49,12 @@ _po_assignments() {
 }
 
 _po_known=()
+# Locals of these functions are _po_-prefixed: a plain `local name` would shadow a recipe
+# variable of the same name, so `--name x` would set the local and be lost.
 _po_add_known() {
-  local n
+  local _po_k
   [ "$1" = "help_message" ] && return 0
-  for n in ${_po_known[@]+"${_po_known[@]}"}; do [ "$n" = "$1" ] && return 0; done
+  for _po_k in ${_po_known[@]+"${_po_known[@]}"}; do [ "$_po_k" = "$1" ] && return 0; done
   _po_known+=("$1")
 }
 if [ -f "$_po_caller" ]; then
@@ -71,17 +73,17 @@ if [ -f "$_po_caller" ]; then
 fi
 
 _po_is_known() {
-  local n
-  for n in ${_po_known[@]+"${_po_known[@]}"}; do [ "$n" = "$1" ] && return 0; done
+  local _po_k
+  for _po_k in ${_po_known[@]+"${_po_known[@]}"}; do [ "$_po_k" = "$1" ] && return 0; done
   # Caller not readable as a file (e.g. bash -c): fall back to Kaldi's rule, "the variable is set".
   if [ ${#_po_known[@]} -eq 0 ] && declare -p "$1" >/dev/null 2>&1; then return 0; fi
   return 1
 }
 
 _po_list_known() {
-  local n
-  for n in ${_po_known[@]+"${_po_known[@]}"}; do
-    printf '  --%-24s %s\n' "${n//_/-}" "${!n-}"
+  local _po_k
+  for _po_k in ${_po_known[@]+"${_po_known[@]}"}; do
+    printf '  --%-24s %s\n' "${_po_k//_/-}" "${!_po_k-}"
   done
 }
 
@@ -94,17 +96,18 @@ _po_die() {
   exit 1
 }
 
-_po_set() {  # _po_set <option-name-as-typed> <value> [where]
-  local name="${1//-/_}" where="${3:-}"
-  [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || _po_die "${where}invalid option name --$1" list
-  _po_is_known "$name" || _po_die "${where}unknown option --$1" list
-  local old="${!name-}"
-  if [ "$old" = "true" ] || [ "$old" = "false" ]; then
+_po_set() {  # _po_set <option-name-as-typed> <value>
+  local _po_name="${1//-/_}"
+  [[ "$_po_name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || _po_die "invalid option name --$1" list
+  [[ "$_po_name" != _po_* ]] || _po_die "invalid option name --$1 (_po_ names are parse_options.sh's own)" list
+  _po_is_known "$_po_name" || _po_die "unknown option --$1" list
+  local _po_old="${!_po_name-}"
+  if [ "$_po_old" = "true" ] || [ "$_po_old" = "false" ]; then
     if [ "$2" != "true" ] && [ "$2" != "false" ]; then
-      _po_die "${where}option --$1 is a boolean: expected true or false, got '$2'"
+      _po_die "option --$1 is a boolean: expected true or false, got '$2'"
     fi
   fi
-  printf -v "$name" '%s' "$2"
+  printf -v "$_po_name" '%s' "$2"
 }
 
 # Pass 1: --config files, so that options given on the command line override them.

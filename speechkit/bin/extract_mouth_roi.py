@@ -28,6 +28,7 @@ import shlex
 import subprocess
 import sys
 
+from speechkit.launch import launcher_args
 from speechkit.log import setup_logging
 
 logger = logging.getLogger("speechkit.bin.extract_mouth_roi")
@@ -99,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             forwarded.append(a)
         log_path = args.roi_dir / "log" / "roi.JOB.log"
-        command = _launcher(args.cmd) + [f"JOB=1:{args.nj}", str(log_path), sys.executable, "-m",
-                                         "speechkit.bin.extract_mouth_roi", *forwarded, "--job", "JOB",
-                                         "--num-jobs", str(args.nj)]
+        command = _launcher(args.cmd) + [f"JOB=1:{args.nj}", str(log_path), *launcher_args(
+            [sys.executable, "-m", "speechkit.bin.extract_mouth_roi", *forwarded, "--job", "JOB",
+             "--num-jobs", str(args.nj)])]
         logger.info("launching %d jobs: %s", args.nj, " ".join(shlex.quote(c) for c in command))
         rc = subprocess.run(command).returncode
         if rc != 0:

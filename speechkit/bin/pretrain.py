@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     set_seed(cfg.trainer.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = build_model(cfg.model)
     model_config = model.model_config() if hasattr(model, "model_config") else dict(cfg.model)
+    cfg.model = model_config  # config.yaml is resolved: the preset expanded, every field as built
     layerdrop = (model_config.get("encoder") or {}).get("layerdrop", model_config.get("layerdrop", 0.0))
     if info.distributed and layerdrop and not cfg.trainer.find_unused_parameters:
         # a dropped layer's parameters get no gradient; DDP must be told to expect that

@@ -66,6 +66,7 @@ import math
 import os
 import pathlib
 import re
+import shlex
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -409,8 +410,10 @@ def _prepare_set(set_dir, data_dir, name, num_jobs, sph2pipe, noise, join_clitic
                               strict, report, segments, text, utt2spk)
         if kept:
             report.num_talks += 1
-            wav_scp[talk] = (f"{sph2pipe} -f wav -p {hdr.path} |" if sph2pipe
-                             else str(hdr.path))
+            # A `cmd |` entry is shell code: quote the paths, or `$(...)`, `(` or a space in a
+            # corpus path would be run or break the command.
+            wav_scp[talk] = (f"{shlex.quote(sph2pipe)} -f wav -p {shlex.quote(str(hdr.path))} |"
+                             if sph2pipe else str(hdr.path))
 
     with_stm = set(by_talk)
     report.talks_without_stm = sorted(p.stem for p in sph_dir.glob("*.sph")

@@ -29,6 +29,7 @@ from speechkit.features.mfcc import Mfcc
 from speechkit.io.ark import ArkWriter, merge_scps
 from speechkit.io.audio import AudioReader
 from speechkit.io.datadir import DataDir, DataDirError, read_table, write_table
+from speechkit.launch import launcher_args
 from speechkit.log import progress
 
 logger = logging.getLogger(__name__)
@@ -168,9 +169,10 @@ def run_jobs(cmd: str, nj: int, log_file: str | os.PathLike, argv: Sequence[str]
     """Run ``argv`` as jobs 1..nj through the launcher: ``cmd JOB=1:nj log_file argv...``.
 
     ``log_file`` and ``argv`` contain the literal ``JOB`` where the job id goes,
-    as in Kaldi. A failed job raises with the log to look at.
+    as in Kaldi. Each argument is quoted for the shell the launcher runs (a path with
+    ``$(...)`` or ``(`` is data, not code). A failed job raises with the log to look at.
     """
-    full = [*find_launcher(cmd), f"JOB=1:{nj}", str(log_file), *argv]
+    full = [*find_launcher(cmd), f"JOB=1:{nj}", str(log_file), *launcher_args(argv)]
     logger.info("launching %d job(s): %s", nj, shlex.join(full))
     res = subprocess.run(full)
     if res.returncode != 0:

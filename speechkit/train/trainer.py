@@ -197,6 +197,10 @@ class Trainer:
 
     def save(self, best: bool = False) -> None:
         """checkpoint_<updates>.pt (rotated), checkpoint_last.pt and maybe checkpoint_best.pt."""
+        with self._not_training("save"):
+            self._save(best)
+
+    def _save(self, best: bool) -> None:
         rng_states = all_gather_object(ckpt.get_rng_state(), self.info)  # every rank takes part
         if self.info.is_main:
             state = self.state_dict(rng_states)
@@ -222,6 +226,7 @@ class Trainer:
         tc = self.tc
         self.schedule.step(self.optimizer, self.num_updates)
         self._t0 = self._t_interval = time.perf_counter()
+        self._paused_s = 0.0
         self._updates_at_start = self.num_updates
         while self.num_updates < tc.max_updates and not (tc.max_epochs and self.epoch > tc.max_epochs):
             batches = self.train_sampler.batches(self.epoch)
@@ -369,8 +374,12 @@ class Trainer:
         return False
 
     # ---- validation -----------------------------------------------------------------------
-    @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
+        with self._not_training("valid"):
+            return self._validate()
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float] | None:
         self._valid_at = self.num_updates
         if self.valid_set is None:
             return None
@@ -407,11 +416,43 @@ class Trainer:
         return result
 
     # ---- logging --------------------------------------------------------------------------
+    # Progress speed counts training only: time in validation and checkpointing is measured
+    # apart, so upd/s does not drop at every validation, and the ETA adds the validations and
+    # saves still to come at the cost the last one of each had.
+    _paused_s = 0.0  # validation + checkpoint time since the last progress line
+    _cost_s: dict[str, float] = {}  # last duration of a validation ("valid") and of a save ("save")
+
+    @contextlib.contextmanager
+    def _not_training(self, kind: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            dt = time.perf_counter() - t
+            self._paused_s += dt
+            self._cost_s = {**self._cost_s, kind: dt}
+
+    def _eta(self, ups: float) -> float:
+        """Seconds to max_updates: updates at ``ups``, plus the validations and saves to come."""
+        tc, now = self.tc, self.num_updates
+        if ups <= 0:
+            return math.inf
+
+        def to_come(interval: int, done_at: int) -> int:
+            # on the interval from now (this update's, unless done) to max_updates, plus the one
+            # at the end when max_updates is off the interval
+            n = tc.max_updates // interval - now // interval if interval > 0 else 0
+            n += 1 if interval > 0 and now % interval == 0 and done_at != now else 0
+            return n + (1 if interval <= 0 or tc.max_updates % interval else 0)
+
+        return ((tc.max_updates - now) / ups + to_come(tc.valid_interval, self._valid_at) * self._cost_s.get("valid", 0.0)
+                + to_come(tc.save_interval, self._saved_at) * self._cost_s.get("save", 0.0))
+
     def _log_progress(self) -> None:
         iv, self._interval = self._interval, {}
         now = time.perf_counter()
-        elapsed = max(now - self._t_interval, 1e-9)
-        self._t_interval = now
+        elapsed = max(now - self._t_interval - self._paused_s, 1e-9)
+        self._t_interval, self._paused_s = now, 0.0
         if not self.info.is_main or not iv:
             return
         n_up = iv.pop("_updates")
@@ -422,7 +463,7 @@ class Trainer:
         lr = iv.pop("_lr")
         iv.pop("_batches", None)
         stats = {k: v / ss for k, v in iv.items()}
-        eta = (self.tc.max_updates - self.num_updates) / ups if ups > 0 else math.inf
+        eta = self._eta(ups)
         logger.info(
             "epoch %d | update %d/%d | %s | lr %.3e | gnorm %.3f | %.2f upd/s | %.1f s audio/s | ETA %s",
             self.epoch, self.num_updates, self.tc.max_updates,

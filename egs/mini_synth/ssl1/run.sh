@@ -21,6 +21,10 @@
 #  16  open-set speaker verification: a head trained on all but $sv_heldout speakers, trials among those
 #      held out (as VoxCeleb1-O); cosine scoring, EER/minDCF; SSL and fbank embeddings
 #  17  RESULTS.md (with plots)
+# Training (6, 11, 13, 15, 16) goes through $train_cmd and decoding (14) through $decode_cmd, set in cmd.sh
+# (local processes or Slurm); their logs are exp/<dir>/log/*.log and exp/log/decode_*.log.
+# Stages that make something leave a .done marker and are skipped on a re-run; the reporting stages
+# (5, 10 label quality, 15-16 speaker evaluation, 17 RESULTS.md) are cheap and always run again.
 # Usage: ./run.sh [--stage N] [--stop-stage M] [--ssl hubert|wavlm|wav2vec2|data2vec] [--size tiny|default] ...
 set -euo pipefail
 
@@ -125,8 +129,8 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   begin 6 "pre-train $ssl iteration 1 ($pretrain1_config)"
   if ! is_done exp/${ssl}_iter1/.done; then
     labels=""; $iterated && labels="--label-tag $km1"
-    python -m speechkit.bin.pretrain --config $pretrain1_config --train-data data/$train \
-      --valid-data data/$dev $labels --exp-dir exp/${ssl}_iter1 --resume auto $pretrain_opts
+    ${train_cmd} exp/${ssl}_iter1/log/pretrain.log python -m speechkit.bin.pretrain --config $pretrain1_config \
+      --train-data data/$train --valid-data data/$dev $labels --exp-dir exp/${ssl}_iter1 --resume auto $pretrain_opts
     touch exp/${ssl}_iter1/.done
   fi
   took 6
@@ -181,8 +185,8 @@ fi
 if $iterated && [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   begin 11 "pre-train $ssl iteration 2 on km.$km2 ($pretrain2_config)"
   if ! is_done exp/${ssl}_iter2/.done; then
-    python -m speechkit.bin.pretrain --config $pretrain2_config --train-data data/$train \
-      --valid-data data/$dev --label-tag $km2 --exp-dir exp/${ssl}_iter2 --resume auto \
+    ${train_cmd} exp/${ssl}_iter2/log/pretrain.log python -m speechkit.bin.pretrain --config $pretrain2_config \
+      --train-data data/$train --valid-data data/$dev --label-tag $km2 --exp-dir exp/${ssl}_iter2 --resume auto \
       --set data.label_rate=50 $pretrain_opts
     touch exp/${ssl}_iter2/.done
   fi
@@ -207,8 +211,9 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
     for x in ft_$(basename $upstream)_n$n ft_scratch_n$n; do
       is_done exp/$x/.done && continue
       opt=""; [ $x = ft_scratch_n$n ] && opt="--from-scratch --set optim.lr=$scratch_lr"
-      python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
-        --tokenizer data/token_char --train-data data/train_ft$n --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
+      ${train_cmd} exp/$x/log/finetune.log python -m speechkit.bin.finetune_ctc --config $finetune_config \
+        --init $upstream/checkpoint_last.pt $opt --tokenizer data/token_char --train-data data/train_ft$n \
+        --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
       touch exp/$x/.done
     done
   done
@@ -217,17 +222,22 @@ fi
 
 if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
   begin 14 "decode and score $dev $test"
+  # one job per (model, set) not decoded yet, as one job array through $decode_cmd (cmd.sh); one
+  # thread each: small models use two cores better as two jobs than as one job with two threads
+  mkdir -p exp; todo=exp/decode_$(basename $upstream).todo; : > $todo
   for n in $ft_utts; do
     for x in ft_$(basename $upstream)_n$n ft_scratch_n$n; do
-      pids=""  # dev and test side by side: small models use one core each better than two
       for s in $dev $test; do
-        OMP_NUM_THREADS=1 python -m speechkit.bin.decode_ctc --model exp/$x/checkpoint_best.pt --data-dir data/$s \
-          --out exp/$x/decode_$s --cer &
-        pids="$pids $!"
+        is_done exp/$x/decode_$s/.done || echo "$x $s" >> $todo
       done
-      for p in $pids; do wait $p; done  # a failed decode stops the recipe (set -e)
     done
   done
+  if [ -s $todo ]; then
+    ${decode_cmd} JOB=1:$(wc -l < $todo) exp/log/decode_$(basename $upstream).JOB.log \
+      "set -- \$(sed -n JOBp $todo); OMP_NUM_THREADS=1 python -m speechkit.bin.decode_ctc \
+       --model exp/\$1/checkpoint_best.pt --data-dir data/\$2 --out exp/\$1/decode_\$2 --cer \
+       && touch exp/\$1/decode_\$2/.done"
+  fi
   took 14
 fi
 
@@ -237,8 +247,8 @@ if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
   for up in $upstream/checkpoint_last.pt fbank; do
     x=$sid_up; [ $up = fbank ] && x=sid_fbank
     if ! is_done exp/$x/.done; then
-      python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config --train-data data/$train \
-        --valid-data data/$dev --exp-dir exp/$x $sid_opts
+      ${train_cmd} exp/$x/log/train.log python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
+        --train-data data/$train --valid-data data/$dev --exp-dir exp/$x $sid_opts
       touch exp/$x/.done
     fi
     python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt --data-dir data/$test --out exp/$x/eval_$test
@@ -268,8 +278,8 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
   for up in $upstream/checkpoint_last.pt fbank; do
     x=sv_$(basename $upstream); [ $up = fbank ] && x=sv_fbank
     if ! is_done exp/$x/.done; then
-      python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config --train-data data/sv_train \
-        --valid-data data/sv_dev --exp-dir exp/$x --set model.embed_dim=$sv_embed_dim $sid_opts
+      ${train_cmd} exp/$x/log/train.log python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
+        --train-data data/sv_train --valid-data data/sv_dev --exp-dir exp/$x --set model.embed_dim=$sv_embed_dim $sid_opts
       touch exp/$x/.done
     fi
     python -m speechkit.bin.extract_embeddings --model exp/$x/checkpoint_best.pt --data-dir data/sv_eval --out exp/$x/embed_sv_eval
