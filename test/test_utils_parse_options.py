@@ -112,3 +112,11 @@ def test_help_shows_usage_and_current_values(recipe):
     assert any(line.split()[:2] == ["--stop-stage", "100"] for line in r.stdout.splitlines())
     r = subprocess.run([str(ROOT / "utils/parse_options.sh"), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--stop-stage" in r.stdout
+
+
+def test_help_lists_the_scripts_own_options_only(recipe):
+    r = sh(recipe, "--help")
+    assert r.returncode == 0 and "Usage: ./run.sh [options] <out-dir>" in r.stdout
+    assert "--stage" in r.stdout and "--train-set" in r.stdout
+    assert "--train-cmd" not in r.stdout  # cmd.sh's variable: environment, not a recipe option
+    assert "train_cmd=utils/slurm.pl" in sh(recipe, "--train-cmd", "utils/slurm.pl").stdout  # still accepted

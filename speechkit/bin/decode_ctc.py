@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         greedy = decode_batches(iter(cached), CTCDecoder(DecodeConfig(), blank=model.config.blank), tokenizer)
         _finish(args, greedy, args.greedy_out, {**facts, "decode": "greedy"}, can_score)
 
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     if args.lexicon is None:
         lm = None
         if args.lm is not None:
@@ -138,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             facts["lm"] = f"{args.lm.name} x{grid[0][0]:g}"
     else:
         hyps, facts["decode"] = _word_decode(args, tokenizer, cached, grid, can_score)
-    logger.info("decoded %d utterances (%.1f s of audio): forward %.1f s, search %.1f s (%s) -> %s", len(hyps),
-                audio_s, t_forward, time.perf_counter() - t1, facts["decode"], args.out / "hyp")
+    logger.info("decoded %d utterances (%.1f s of audio): forward %.1f s, search %.1f s (CPU %.1f s; %s) -> %s",
+                len(hyps), audio_s, t_forward, time.perf_counter() - t1, time.process_time() - c1, facts["decode"],
+                args.out / "hyp")
     return _finish(args, hyps, args.out, facts, can_score)
 
 
