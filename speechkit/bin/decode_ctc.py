@@ -67,6 +67,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="also write (and score) greedy decoding of the same forward pass into this dir")
     p.add_argument("--insertion-bonus", type=float, default=0.0)
     p.add_argument("--max-tokens", type=int, default=16000 * 240, help="audio samples per batch")
+    p.add_argument("--dataset", default=None, help="row label in RESULTS.md (default: the name of --out)")
     p.add_argument("--cer", action="store_true", help="also score characters")
     p.add_argument("--no-score", action="store_true", help="only write hyp")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -217,6 +218,8 @@ def _finish(args, hyps: dict[str, str], out: pathlib.Path, facts: dict, can_scor
         score_argv += ["--utt2spk", str(args.data_dir / "utt2spk")]
     if args.cer:
         score_argv.append("--cer")
+    if args.dataset and out == args.out:
+        score_argv += ["--dataset", args.dataset]
     for k, v in facts.items():
         if v is not None:
             score_argv += ["--info", f"{k}={v}"]
