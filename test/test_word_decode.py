@@ -240,3 +240,20 @@ def test_train_word_lm_and_decode_grid_then_tuned(tmp_path, capsys):
     with pytest.raises(SystemExit, match="needs --lexicon"):
         decode_ctc.main(["--model", str(ckpt), "--tokenizer", str(tmp_path / "tok"), "--data-dir", str(dev),
                          "--out", str(tmp_path / "x"), "--lm-weight", "1", "2"])
+
+
+def test_sentencepiece_lexicon_decoding_recovers_the_words(tmp_path):
+    from speechkit.downstream.word_decode import WordCTCDecoder, WordDecodeConfig
+
+    texts = ["THE CAT SAT ON THE MAT", "A CAT AND A HAT", "THE HAT SAT"] * 20
+    spm = train_tokenizer(texts, "bpe", vocab_size=24)
+    write_lexicon(tmp_path / "lexicon.txt", make_lexicon({w for t in texts for w in t.split()}, spm))
+    lm = WordNgramLM.train([t.split() for t in texts], 3).write_arpa(tmp_path / "lm.arpa")
+    dec = WordCTCDecoder(spm, tmp_path / "lexicon.txt", lm, WordDecodeConfig(beam=20, lm_weight=0.5))
+    ids = spm.encode("THE MAT")
+    frames = []
+    for i in ids:  # each piece for two frames, then a blank
+        frames += [i, i, 0]
+    lp = torch.full((len(frames), spm.vocab_size), -8.0)
+    lp[torch.arange(len(frames)), torch.tensor(frames)] = -0.01
+    assert dec(lp[None]) == [["THE", "MAT"]]
