@@ -97,3 +97,23 @@ def test_missing_train_part_fails_in_data_prep_in_one_line(corpus, tmp_path):
     assert "Stage 1: " in res.stdout and "Stage 2: " not in res.stdout
     assert "prepare_librispeech: error:" in res.stderr and "train-clean-100" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("name,args", [
+    ("prepare_librispeech", ["--corpus-dir", "{missing}", "--out", "{out}"]),
+    ("prepare_librilight", ["{missing}", "{out}"]),
+    ("prepare_tedlium3", ["{missing}", "{out}"]),
+    ("prepare_lrs3", ["{missing}", "{out}"]),
+    ("prepare_voxceleb2", ["{missing}", "{out}"]),
+    ("prepare_video_folder", ["{missing}", "{out}"]),
+])
+def test_prepare_clis_report_errors_in_one_line(name, args, tmp_path, capsys):
+    import importlib
+
+    cli = importlib.import_module(f"speechkit.bin.{name}")
+    argv = [a.format(missing=tmp_path / "no_such_corpus", out=tmp_path / "data") for a in args]
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith(f"{name}: error: ") and "no_such_corpus" in err[0], err
