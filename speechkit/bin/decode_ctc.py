@@ -100,12 +100,17 @@ def main(argv: list[str] | None = None) -> int:
                          f"with {vocab}")
     grid = _weight_grid(args)
     batches, n_batches, ds = audio_batches(args.data_dir, args.max_tokens)
+
+    def log_prob_batches():
+        with torch.inference_mode():
+            for batch in progress(batches, desc="forward", total=n_batches, unit="batch"):
+                lp, lens = model.log_probs(batch["wav"].to(device), batch["wav_lens"].to(device))
+                yield batch["utt_ids"], lp.float().cpu(), lens.cpu()
+
     t0 = time.perf_counter()
-    with torch.inference_mode():  # the acoustic model runs once, whatever is decoded from it
-        cached = []
-        for batch in progress(batches, desc="forward", total=n_batches, unit="batch"):
-            lp, lens = model.log_probs(batch["wav"].to(device), batch["wav_lens"].to(device))
-            cached.append((batch["utt_ids"], lp.float().cpu(), lens.cpu()))
+    # Several decodings of one forward pass (a grid, --greedy-out) keep the log-probs in memory
+    # (B x T x V floats: small for characters); a single decoding streams them.
+    cached = list(log_prob_batches()) if len(grid) > 1 or args.greedy_out is not None else None
     t_forward = time.perf_counter() - t0
     audio_s = float(ds.sizes.sum()) / ds.sample_rate
     info = read_info(args.model)
@@ -120,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("%s: no reference text, not scoring", args.data_dir)
     if args.greedy_out is not None:
         greedy = decode_batches(iter(cached), CTCDecoder(DecodeConfig(), blank=model.config.blank), tokenizer)
-        _finish(args, greedy, args.greedy_out, {**facts, "decode": "greedy"}, can_score)
+        rc = _finish(args, greedy, args.greedy_out, {**facts, "decode": "greedy"}, can_score)
+        if rc:
+            return rc
+    source = cached if cached is not None else log_prob_batches()
 
     t1, c1 = time.perf_counter(), time.process_time()
     if args.lexicon is None:
@@ -132,16 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         beam = args.beam or 1
         method = "beam" if beam > 1 or lm is not None else "greedy"
         dcfg = DecodeConfig(method=method, beam_size=beam, lm_weight=grid[0][0], insertion_bonus=args.insertion_bonus)
-        hyps = decode_batches(iter(cached), CTCDecoder(dcfg, blank=model.config.blank, lm=lm), tokenizer,
-                              total=len(cached))
+        hyps = decode_batches(iter(source), CTCDecoder(dcfg, blank=model.config.blank, lm=lm), tokenizer,
+                              total=n_batches)
         facts["decode"] = "greedy" if method == "greedy" else f"beam {dcfg.beam_size}"
         if lm is not None:
             facts["lm"] = f"{args.lm.name} x{grid[0][0]:g}"
     else:
-        hyps, facts["decode"] = _word_decode(args, tokenizer, cached, grid, can_score)
-    logger.info("decoded %d utterances (%.1f s of audio): forward %.1f s, search %.1f s (CPU %.1f s; %s) -> %s",
-                len(hyps), audio_s, t_forward, time.perf_counter() - t1, time.process_time() - c1, facts["decode"],
-                args.out / "hyp")
+        hyps, facts["decode"] = _word_decode(args, tokenizer, source, grid, can_score)
+    what = "forward %.1f s, search" % t_forward if cached is not None else "forward and search"
+    logger.info("decoded %d utterances (%.1f s of audio): %s %.1f s (CPU %.1f s; %s) -> %s", len(hyps), audio_s,
+                what, time.perf_counter() - t1, time.process_time() - c1, facts["decode"], args.out / "hyp")
     return _finish(args, hyps, args.out, facts, can_score)
 
 
@@ -163,8 +171,9 @@ def _weight_grid(args) -> list[tuple[float, float]]:
     return [(w, ws) for w in weights for ws in args.word_score]
 
 
-def _word_decode(args, tokenizer, cached, grid, can_score) -> tuple[dict[str, str], str]:
-    """Lexicon + word LM decoding of the cached log-probs; a grid is scored and its best pair kept."""
+def _word_decode(args, tokenizer, source, grid, can_score) -> tuple[dict[str, str], str]:
+    """Lexicon + word LM decoding of the log-prob batches (a list when a grid reads them again); a grid is
+    scored and its best pair kept."""
     from speechkit.downstream.word_decode import WordCTCDecoder, WordDecodeConfig
     from speechkit.text.normalize import read_text_file
     from speechkit.text.scoring import score_texts
@@ -179,7 +188,7 @@ def _word_decode(args, tokenizer, cached, grid, can_score) -> tuple[dict[str, st
     for lm_weight, word_score in grid:
         dec = base.with_weights(lm_weight, word_score)
         hyps = {}
-        for utt_ids, lp, lens in cached:
+        for utt_ids, lp, lens in source:
             for utt, words in zip(utt_ids, dec(lp, lens)):
                 hyps[utt] = " ".join(words)
         wer = None
