@@ -4,11 +4,12 @@ This is how the "4-gram LM" rows of published LibriSpeech tables are decoded (wa
 HuBERT): a beam search over the CTC frame log-probabilities that only emits words of a lexicon
 (their spellings in the tokenizer's units, kept in a prefix trie) and ranks hypotheses by::
 
-    score = log P_ctc(path) + lm_weight * log P_lm(words, </s>) + word_score * len(words)
+    score = log P_ctc(path) + lm_weight * log10 P_lm(words, </s>) + word_score * len(words)
             (+ sil_score per word-boundary token)
 
 where ``P_ctc(path)`` is the best CTC alignment (Viterbi, as torchaudio's ``ctc_decoder`` does by
-default) and ``P_lm`` a word n-gram LM in ARPA (or KenLM binary) format, e.g. the official
+default), ``P_lm`` in log10 as KenLM gives it (so weights compare with fairseq's and torchaudio's), and
+``P_lm`` a word n-gram LM in ARPA (or KenLM binary) format, e.g. the official
 LibriSpeech 4-gram or one written by ``speechkit.bin.train_word_lm``. The search itself is
 flashlight-text's ``LexiconDecoder`` (C++, the engine behind torchaudio's ``ctc_decoder``); we call
 flashlight directly rather than through torchaudio's wrapper so that one loaded LM and trie serve a
