@@ -239,9 +239,13 @@ def format_results(records: list[ResultRecord], env: dict[str, str] | None = Non
         recs = [r for r in records if r.exp == exp]
         lines += [f"## {exp}"]
         info: dict[str, Any] = {}
+        varying: set[str] = set()  # facts that differ between the rows (greedy vs LM decoding): in the tables only
         for r in recs:
-            info.update(r.info)
-        lines += [f"- {k}: {v}" for k, v in info.items()]
+            for k, v in r.info.items():
+                if k in info and info[k] != v:
+                    varying.add(k)
+                info.setdefault(k, v)
+        lines += [f"- {k}: {v}" for k, v in info.items() if k not in varying]
         lines.append("")
         for metric in _order([r.metric for r in recs], METRIC_ORDER):
             mrecs = sorted((r for r in recs if r.metric == metric), key=lambda r: r.dataset)

@@ -26,7 +26,7 @@ def run_recipe(recipe: pathlib.Path, *args: str, timeout: int = 900) -> subproce
     of db.sh are unset so that only the command line says where the data is."""
     env = dict(os.environ, SPEECHKIT_ROOT=str(ROOT),
                PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    for var in ("LIBRISPEECH", "LIBRILIGHT_FT", "TEDLIUM3"):
+    for var in ("LIBRISPEECH", "LIBRILIGHT_FT", "LIBRISPEECH_LM", "TEDLIUM3"):
         env.pop(var, None)
     return subprocess.run(["bash", "run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True,
                           timeout=timeout)

@@ -1,4 +1,5 @@
 """Label files (assign, write, read, length checks) and purity / PNMI."""
+import json
 import math
 
 import numpy as np
@@ -170,3 +171,26 @@ def test_cli_result_record_reaches_results_md(tmp_path):
     md = format_results([r], env={"date": "x"})
     assert "### Unit quality (k-means labels vs phone alignments): PNMI" in md
     assert f"|{r.values['PNMI']:.3f}|" in md
+
+
+def test_unit_usage_without_alignments(tmp_path, capsys):
+    from speechkit.bin import label_quality as cli
+    from speechkit.cluster.quality import unit_usage
+
+    rep = unit_usage({"a": np.array([0, 0, 1, 1]), "b": np.array([2, 3, 2, 3])}, num_clusters=8)
+    assert (rep.n_frames, rep.n_clusters, rep.n_clusters_used) == (8, 8, 4)
+    assert rep.entropy_bits == pytest.approx(2.0) and rep.perplexity == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="K = 3"):
+        unit_usage({"a": np.array([0, 5])}, num_clusters=3)
+    km = tmp_path / "dev" / "km.x"
+    km.parent.mkdir()
+    km.write_text("u1 0 0 1 1\nu2 0 0 0 0\n")
+    assert cli.main(["--labels", str(km), "--num-clusters", "4", "--result-json", str(tmp_path / "result_u.json"),
+                     "--units", "MFCC, K=4", "--out", str(tmp_path / "q")]) == 0
+    assert "cluster usage (no alignments)" in capsys.readouterr().out
+    rec = json.loads((tmp_path / "result_u.json").read_text())
+    assert rec["metric"] == "usage" and rec["values"]["clusters used"] == 2 and rec["values"]["K"] == 4
+    assert rec["values"]["entropy (bits)"] == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
+    with pytest.raises(SystemExit):  # a missing alignment file: one line, no traceback
+        cli.main(["--labels", str(km), "--alignments", str(tmp_path / "none.phones")])
+    assert "label_quality: error:" in capsys.readouterr().err

@@ -95,6 +95,11 @@ def test_librispeech_recipe_all_stages(corpora, tmp_path):
             result = json.loads((dec / "result.json").read_text())
             assert result["dataset"] == s
             assert "wer" in json.dumps(result).lower()
+            # word-level decoding with the 3-gram of the transcripts (tiny.sh), tuned on dev_other
+            lm_result = json.loads((exp / f"decode_{s}_4gram" / "result.json").read_text())
+            assert lm_result["dataset"] == f"{s}_4gram" and "lexicon beam 20" in lm_result["info"]["decode"]
+        grid = json.loads((exp / "decode_dev_other_4gram" / "lm_grid.json").read_text())
+        assert [(g["lm_weight"], g["word_score"]) for g in grid["grid"]] == [(1, 0), (2, 0)]
     # stage 15
     results = (recipe / "RESULTS.md").read_text()
     for s in SETS:

@@ -107,3 +107,14 @@ def test_make_results_cli(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == text.strip()
     assert "## exp/asr_scratch" in text and "## Environments" in text
     assert "result_other" not in text
+
+
+def test_experiment_section_lists_only_facts_shared_by_its_rows():
+    recs = [wer_record("decode_test", 20.0, {"labeled utts": 200, "decode": "greedy"}),
+            wer_record("decode_test_lm3", 10.0, {"labeled utts": 200, "decode": "lexicon beam 50, LM lm3.arpa x1"})]
+    for r in recs:
+        r.exp = "exp/ft"
+    md = format_results(recs, ENV)
+    section = md[md.index("## exp/ft"):]
+    assert "- labeled utts: 200" in section and "- decode:" not in section
+    assert "|exp/ft|decode_test_lm3|" in md and "lexicon beam 50" in md  # the summary table keeps it per row

@@ -130,3 +130,11 @@ def test_variables_named_like_the_setters_locals(tmp_path):
     assert any(line.split()[:2] == ["--n", "default"] for line in r.stdout.splitlines()), r.stdout
     r = subprocess.run(["./run.sh", "--_po_known", "x"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "invalid option name --_po_known" in r.stderr
+
+
+def test_help_lists_the_scripts_own_options_only(recipe):
+    r = sh(recipe, "--help")
+    assert r.returncode == 0 and "Usage: ./run.sh [options] <out-dir>" in r.stdout
+    assert "--stage" in r.stdout and "--train-set" in r.stdout
+    assert "--train-cmd" not in r.stdout  # cmd.sh's variable: environment, not a recipe option
+    assert "train_cmd=utils/slurm.pl" in sh(recipe, "--train-cmd", "utils/slurm.pl").stdout  # still accepted

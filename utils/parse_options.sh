@@ -18,7 +18,9 @@
 #
 # Known options are the top-level variables assigned in the calling script before it sources
 # this file (and in files it sources before that, e.g. cmd.sh). An unknown option is an error
-# that lists the known ones. Parsing stops at the first argument that is not an option, or '--'.
+# that lists the known ones. --help lists the calling script's own options only: the variables
+# of sourced files (path.sh, cmd.sh) are accepted too, but they are the environment, not the
+# recipe's settings. Parsing stops at the first argument that is not an option, or '--'.
 # Works under `set -euo pipefail`.
 
 if [ -z "${BASH_VERSION:-}" ]; then
@@ -49,11 +51,16 @@ _po_assignments() {
 }
 
 _po_known=()
+_po_own=()  # assigned in the calling script itself: what --help lists
 # Locals of these functions are _po_-prefixed: a plain `local name` would shadow a recipe
 # variable of the same name, so `--name x` would set the local and be lost.
-_po_add_known() {
+_po_add_known() {  # _po_add_known NAME [own]
   local _po_k
   [ "$1" = "help_message" ] && return 0
+  if [ "${2:-}" = own ]; then
+    for _po_k in ${_po_own[@]+"${_po_own[@]}"}; do [ "$_po_k" = "$1" ] && break; done
+    [ "${_po_k:-}" = "$1" ] || _po_own+=("$1")
+  fi
   for _po_k in ${_po_known[@]+"${_po_known[@]}"}; do [ "$_po_k" = "$1" ] && return 0; done
   _po_known+=("$1")
 }
@@ -67,7 +74,7 @@ if [ -f "$_po_caller" ]; then
             case "$_po_n" in SOURCE*) ;; *) _po_add_known "$_po_n" ;; esac
           done < <(_po_assignments "$_po_src")
         fi ;;
-      *) _po_add_known "$_po_line" ;;
+      *) _po_add_known "$_po_line" own ;;
     esac
   done < <(_po_assignments "$_po_caller")
 fi
@@ -80,9 +87,10 @@ _po_is_known() {
   return 1
 }
 
-_po_list_known() {
-  local _po_k
-  for _po_k in ${_po_known[@]+"${_po_known[@]}"}; do
+_po_list_known() {  # _po_list_known [own]: every known option, or the calling script's own
+  local _po_k _po_names=()
+  if [ "${1:-}" = own ]; then _po_names=(${_po_own[@]+"${_po_own[@]}"}); else _po_names=(${_po_known[@]+"${_po_known[@]}"}); fi
+  for _po_k in ${_po_names[@]+"${_po_names[@]}"}; do
     printf '  --%-24s %s\n' "${_po_k//_/-}" "${!_po_k-}"
   done
 }
@@ -156,7 +164,7 @@ while [ $# -gt 0 ]; do
         echo "Usage: $_po_prog [options] [args]"
       fi
       echo "Options (dashes or underscores; current values):"
-      _po_list_known
+      _po_list_known own
       printf '  --%-24s %s\n' "config <file>" "source a file of name=value lines first" \
         "help" "show this message"
       exit 0 ;;
@@ -175,7 +183,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-unset _po_caller _po_prog _po_known _po_line _po_src _po_n _po_i _po_j _po_arg _po_cfg _po_cline \
+unset _po_caller _po_prog _po_known _po_own _po_line _po_src _po_n _po_i _po_j _po_arg _po_cfg _po_cline \
   _po_lineno _po_opt
 unset -f _po_assignments _po_add_known _po_is_known _po_list_known _po_die _po_set
 true

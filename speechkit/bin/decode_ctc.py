@@ -3,10 +3,27 @@
 Usage:
     python -m speechkit.bin.decode_ctc --model exp/ft/checkpoint_best.pt --data-dir data/test_clean \\
         --out exp/ft/decode_test_clean [--beam 10] [--lm data/token_char/lm3.json --lm-weight 0.5] [--cer]
+    # word-level: lexicon + word n-gram LM (ARPA), a grid of LM weights / word scores tuned on dev ...
+    python -m speechkit.bin.decode_ctc --model M --data-dir data/dev --out exp/ft/decode_dev_lm \\
+        --lexicon data/lang_word/lexicon.txt --lm data/lang_word/lm3.arpa \\
+        --lm-weight 0.5 1 2 --word-score -1 0 1 [--greedy-out exp/ft/decode_dev]
+    # ... and applied to test
+    python -m speechkit.bin.decode_ctc --model M --data-dir data/test --out exp/ft/decode_test_lm \\
+        --lexicon data/lang_word/lexicon.txt --lm data/lang_word/lm3.arpa --tuned-from exp/ft/decode_dev_lm
 
 Batched (length-sorted batches of up to --max-tokens samples) with a progress bar; greedy by default,
 CTC prefix beam search with --beam N > 1 (optionally with shallow fusion of a token n-gram LM from
-speechkit.bin.train_token_lm). The tokenizer is the one the trainer copied into the model's exp dir
+speechkit.bin.train_token_lm).
+
+With --lexicon, decoding is word-level (speechkit.downstream.word_decode: flashlight-text's lexicon
+beam search, --beam hypotheses, default 50) with the word n-gram LM --lm (ARPA or KenLM binary, e.g.
+from speechkit.bin.train_word_lm or the official LibriSpeech 4-gram; without --lm the lexicon alone
+constrains the words). Scores are ``log P_ctc + lm_weight * log10 P_lm + word_score * words``, log10
+as KenLM gives it (the convention of fairseq/torchaudio weights). Several --lm-weight / --word-score
+values make a grid: the acoustic model runs once, every pair is decoded and scored (WER; needs the
+data dir's text), the pairs and their WERs go to ``lm_grid.json`` and the best pair's output to
+--out. --tuned-from DIR takes the best pair of DIR/lm_grid.json (tune on dev, apply to test).
+--greedy-out DIR also writes the greedy decoding of the same forward pass there (scored the same way). The tokenizer is the one the trainer copied into the model's exp dir
 (``tokenizer/``) unless --tokenizer says otherwise. Writes into --out: ``hyp`` (Kaldi text), then,
 when the data dir has a ``text``, the scoring files of speechkit.bin.score (result.txt, alignment.txt,
 result.json; with --cer also the _cer files). result.json's ``info`` carries the labeled utterances,
@@ -16,6 +33,7 @@ decoding method (shown by make_results).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import pathlib
 import sys
@@ -31,11 +49,25 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=pathlib.Path, help="decode dir (hyp, result.txt, ...)")
     p.add_argument("--tokenizer", type=pathlib.Path, default=None,
                    help="tokenizer folder (default: <model dir>/tokenizer)")
-    p.add_argument("--beam", type=int, default=1, help="beam size; 1 = greedy (default)")
-    p.add_argument("--lm", type=pathlib.Path, default=None, help="token n-gram LM (json) for shallow fusion")
-    p.add_argument("--lm-weight", type=float, default=0.0)
+    p.add_argument("--beam", type=int, default=None,
+                   help="beam size; 1 = greedy (default without --lexicon; 50 with it)")
+    p.add_argument("--lm", type=pathlib.Path, default=None,
+                   help="token n-gram LM (json) for shallow fusion; with --lexicon a word n-gram LM (ARPA/KenLM)")
+    p.add_argument("--lexicon", type=pathlib.Path, default=None,
+                   help="word-level decoding with this lexicon ('WORD tok tok ...', from speechkit.bin.train_word_lm)")
+    p.add_argument("--lm-weight", type=float, nargs="+", default=None,
+                   help="LM weight(s); several values (with --lexicon) form a grid (default 0, with --lexicon 1)")
+    p.add_argument("--word-score", type=float, nargs="+", default=[0.0],
+                   help="word insertion score(s) for --lexicon decoding; several values form a grid")
+    p.add_argument("--beam-threshold", type=float, default=25.0, help="--lexicon decoding: prune hypotheses "
+                   "this far below the best")
+    p.add_argument("--tuned-from", type=pathlib.Path, default=None,
+                   help="take --lm-weight/--word-score from the best pair of DIR/lm_grid.json")
+    p.add_argument("--greedy-out", type=pathlib.Path, default=None,
+                   help="also write (and score) greedy decoding of the same forward pass into this dir")
     p.add_argument("--insertion-bonus", type=float, default=0.0)
     p.add_argument("--max-tokens", type=int, default=16000 * 240, help="audio samples per batch")
+    p.add_argument("--dataset", default=None, help="row label in RESULTS.md (default: the name of --out)")
     p.add_argument("--cer", action="store_true", help="also score characters")
     p.add_argument("--no-score", action="store_true", help="only write hyp")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -52,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from speechkit.downstream.ctc_decode import CTCDecoder, DecodeConfig, decode_batches, write_hyp
     from speechkit.downstream.tasks import audio_batches, load_model_checkpoint, read_info
+    from speechkit.log import progress
     from speechkit.text.tokenizer import load_tokenizer
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -65,52 +98,137 @@ def main(argv: list[str] | None = None) -> int:
     if vocab != tokenizer.vocab_size:
         raise SystemExit(f"{tok_dir}: tokenizer has {tokenizer.vocab_size} tokens but {args.model} was trained "
                          f"with {vocab}")
-    lm = None
-    if args.lm is not None:
-        from speechkit.text.ngram_lm import TokenNgramLM
-
-        lm = TokenNgramLM.load(args.lm)
-    method = "beam" if args.beam > 1 or lm is not None else "greedy"
-    dcfg = DecodeConfig(method=method, beam_size=max(args.beam, 1), lm_weight=args.lm_weight,
-                        insertion_bonus=args.insertion_bonus)
-    decoder = CTCDecoder(dcfg, blank=model.config.blank, lm=lm)
-
+    grid = _weight_grid(args)
     batches, n_batches, ds = audio_batches(args.data_dir, args.max_tokens)
 
     def log_prob_batches():
         with torch.inference_mode():
-            for batch in batches:
+            for batch in progress(batches, desc="forward", total=n_batches, unit="batch"):
                 lp, lens = model.log_probs(batch["wav"].to(device), batch["wav_lens"].to(device))
-                yield batch["utt_ids"], lp.cpu(), lens.cpu()
+                yield batch["utt_ids"], lp.float().cpu(), lens.cpu()
 
     t0 = time.perf_counter()
-    hyps = decode_batches(log_prob_batches(), decoder, tokenizer, total=n_batches)
-    elapsed = time.perf_counter() - t0
+    # Several decodings of one forward pass (a grid, --greedy-out) keep the log-probs in memory
+    # (B x T x V floats: small for characters); a single decoding streams them.
+    cached = list(log_prob_batches()) if len(grid) > 1 or args.greedy_out is not None else None
+    t_forward = time.perf_counter() - t0
     audio_s = float(ds.sizes.sum()) / ds.sample_rate
-    write_hyp(args.out / "hyp", hyps)
-    logger.info("decoded %d utterances (%.1f s of audio) in %.1f s (RTF %.3f, %s) -> %s", len(hyps), audio_s,
-                elapsed, elapsed / max(audio_s, 1e-9), method, args.out / "hyp")
-    text = args.data_dir / "text"
-    if args.no_score:
-        return 0
-    if not text.is_file():
-        logger.info("%s: no reference text, not scoring", args.data_dir)
-        return 0
     info = read_info(args.model)
     ckpt_updates = int(state.get("num_updates", 0))
     # "updates": what the model trained for; the checkpoint's own count too when it is an earlier one (best)
     facts = {"labeled utts": info.get("labeled utts"), "updates": info.get("updates", ckpt_updates),
              "ckpt updates": ckpt_updates if ckpt_updates != info.get("updates", ckpt_updates) else None,
-             "peak lr": info.get("peak lr"), "init": _init_name(info.get("init")), "decode": "greedy" if method == "greedy" else f"beam {dcfg.beam_size}"}
-    if lm is not None:
-        facts["lm"] = f"{args.lm.name} x{args.lm_weight:g}"
+             "peak lr": info.get("peak lr"), "init": _init_name(info.get("init"))}
+    text = args.data_dir / "text"
+    can_score = not args.no_score and text.is_file()
+    if not can_score and not args.no_score:
+        logger.info("%s: no reference text, not scoring", args.data_dir)
+    if args.greedy_out is not None:
+        greedy = decode_batches(iter(cached), CTCDecoder(DecodeConfig(), blank=model.config.blank), tokenizer)
+        rc = _finish(args, greedy, args.greedy_out, {**facts, "decode": "greedy"}, can_score)
+        if rc:
+            return rc
+    source = cached if cached is not None else log_prob_batches()
+
+    t1, c1 = time.perf_counter(), time.process_time()
+    if args.lexicon is None:
+        lm = None
+        if args.lm is not None:
+            from speechkit.text.ngram_lm import TokenNgramLM
+
+            lm = TokenNgramLM.load(args.lm)
+        beam = args.beam or 1
+        method = "beam" if beam > 1 or lm is not None else "greedy"
+        dcfg = DecodeConfig(method=method, beam_size=beam, lm_weight=grid[0][0], insertion_bonus=args.insertion_bonus)
+        hyps = decode_batches(iter(source), CTCDecoder(dcfg, blank=model.config.blank, lm=lm), tokenizer,
+                              total=n_batches)
+        facts["decode"] = "greedy" if method == "greedy" else f"beam {dcfg.beam_size}"
+        if lm is not None:
+            facts["lm"] = f"{args.lm.name} x{grid[0][0]:g}"
+    else:
+        hyps, facts["decode"] = _word_decode(args, tokenizer, source, grid, can_score)
+    what = "forward %.1f s, search" % t_forward if cached is not None else "forward and search"
+    logger.info("decoded %d utterances (%.1f s of audio): %s %.1f s (CPU %.1f s; %s) -> %s", len(hyps), audio_s,
+                what, time.perf_counter() - t1, time.process_time() - c1, facts["decode"], args.out / "hyp")
+    return _finish(args, hyps, args.out, facts, can_score)
+
+
+def _weight_grid(args) -> list[tuple[float, float]]:
+    """(lm_weight, word_score) pairs to decode with, from the options or --tuned-from."""
+    if args.tuned_from is not None:
+        if args.lexicon is None:
+            raise SystemExit("--tuned-from applies to --lexicon decoding")
+        path = args.tuned_from / "lm_grid.json"
+        if not path.is_file():
+            raise SystemExit(f"--tuned-from: {path} not found (decode the tuning set with a grid first)")
+        best = json.loads(path.read_text(encoding="utf-8"))["best"]
+        return [(float(best["lm_weight"]), float(best["word_score"]))]
+    weights = args.lm_weight or ([1.0] if args.lexicon is not None and args.lm is not None else [0.0])
+    if args.lexicon is None and (len(weights) > 1 or len(args.word_score) > 1 or args.word_score != [0.0]):
+        raise SystemExit("a grid of --lm-weight and --word-score needs --lexicon (word-level decoding)")
+    if args.lexicon is not None and args.lm is None and any(w != 0.0 for w in weights):
+        raise SystemExit("--lm-weight with --lexicon needs --lm (a word n-gram LM)")
+    return [(w, ws) for w in weights for ws in args.word_score]
+
+
+def _word_decode(args, tokenizer, source, grid, can_score) -> tuple[dict[str, str], str]:
+    """Lexicon + word LM decoding of the log-prob batches (a list when a grid reads them again); a grid is
+    scored and its best pair kept."""
+    from speechkit.downstream.word_decode import WordCTCDecoder, WordDecodeConfig
+    from speechkit.text.normalize import read_text_file
+    from speechkit.text.scoring import score_texts
+
+    if len(grid) > 1 and not can_score:
+        raise SystemExit(f"a grid of LM weights / word scores needs a reference text in {args.data_dir}")
+    beam = args.beam or 50
+    base = WordCTCDecoder(tokenizer, args.lexicon, args.lm, WordDecodeConfig(
+        beam=beam, beam_threshold=args.beam_threshold, lm_weight=grid[0][0], word_score=grid[0][1]))
+    refs = read_text_file(args.data_dir / "text") if len(grid) > 1 else {}
+    runs = []
+    for lm_weight, word_score in grid:
+        dec = base.with_weights(lm_weight, word_score)
+        hyps = {}
+        for utt_ids, lp, lens in source:
+            for utt, words in zip(utt_ids, dec(lp, lens)):
+                hyps[utt] = " ".join(words)
+        wer = None
+        if refs:
+            wer = score_texts(refs, hyps, allow_missing=True).total.err_rate
+            logger.info("lm_weight %g, word_score %g: WER %.2f", lm_weight, word_score, wer)
+        runs.append({"lm_weight": lm_weight, "word_score": word_score, "wer": wer, "hyps": hyps})
+    best = min(runs, key=lambda r: r["wer"]) if refs else runs[0]  # first of equals: grid order
+    if len(grid) > 1:
+        args.out.mkdir(parents=True, exist_ok=True)
+        record = {"lexicon": str(args.lexicon), "lm": str(args.lm), "beam": beam,
+                  "grid": [{k: r[k] for k in ("lm_weight", "word_score", "wer")} for r in runs],
+                  "best": {k: best[k] for k in ("lm_weight", "word_score", "wer")}}
+        tmp = args.out / "lm_grid.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(args.out / "lm_grid.json")
+    lm_name = args.lm.name if args.lm is not None else "none"
+    how = f"lexicon beam {beam}, LM {lm_name} x{best['lm_weight']:g}, word score {best['word_score']:g}"
+    if len(grid) > 1:
+        how += f" (best of {len(grid)} on this set)"
+    elif args.tuned_from is not None:
+        how += f" (tuned on {args.tuned_from.name})"
+    return best["hyps"], how
+
+
+def _finish(args, hyps: dict[str, str], out: pathlib.Path, facts: dict, can_score: bool) -> int:
+    from speechkit.downstream.ctc_decode import write_hyp
+
+    write_hyp(out / "hyp", hyps)
+    if not can_score:
+        return 0
     from speechkit.bin import score
 
-    score_argv = ["--ref", str(text), "--hyp", str(args.out / "hyp"), "--out", str(args.out)]
+    score_argv = ["--ref", str(args.data_dir / "text"), "--hyp", str(out / "hyp"), "--out", str(out)]
     if (args.data_dir / "utt2spk").is_file():
         score_argv += ["--utt2spk", str(args.data_dir / "utt2spk")]
     if args.cer:
         score_argv.append("--cer")
+    if args.dataset and out == args.out:
+        score_argv += ["--dataset", args.dataset]
     for k, v in facts.items():
         if v is not None:
             score_argv += ["--info", f"{k}={v}"]

@@ -1,4 +1,5 @@
-"""Phone purity, cluster purity and PNMI of k-means labels against phone alignments.
+"""Phone purity, cluster purity and PNMI of k-means labels against phone alignments (or, without
+alignments, cluster usage and entropy).
 
 Usage:
     python -m speechkit.bin.label_quality --labels data/dev/km.mfcc100 \\
@@ -12,6 +13,10 @@ and writes <out>.txt and <out>.json. With --result-json it also writes a result 
 (task "units", metric PNMI) that make_results puts into RESULTS.md, e.g.
 
     ... --result-json exp/kmeans_mfcc100/result_units_dev.json --units "MFCC, K=100"
+
+Without --alignments (a corpus without phone alignments) it reports what needs none: the clusters
+used of --num-clusters K and the entropy of the cluster distribution (bits, and perplexity 2**H),
+with a result record of metric ``usage``.
 """
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ import sys
 from pathlib import Path
 
 from speechkit.cluster.labels import read_label_file
-from speechkit.cluster.quality import label_quality, read_alignments
+from speechkit.bin import one_line_errors
+from speechkit.cluster.quality import label_quality, read_alignments, unit_usage
 from speechkit.log import setup_logging
 from speechkit.results import write_result_json
 
@@ -28,7 +34,9 @@ from speechkit.results import write_result_json
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--labels", required=True, help="km.<tag> label file")
-    p.add_argument("--alignments", required=True, help="frame-level phone alignment file")
+    p.add_argument("--alignments", default=None,
+                   help="frame-level phone alignment file (without it: cluster usage and entropy only)")
+    p.add_argument("--num-clusters", type=int, default=None, help="K, for the usage report (default: largest label + 1)")
     p.add_argument("--out", default=None, help="report stem: writes <out>.txt and <out>.json")
     p.add_argument("--label-rate", type=float, default=100.0, help="labels per second (100 MFCC, 50 model)")
     p.add_argument("--align-rate", type=float, default=100.0, help="alignment frames per second")
@@ -44,9 +52,14 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    rep = label_quality(read_label_file(args.labels), read_alignments(args.alignments),
-                        args.label_rate, args.align_rate, args.tolerance)
-    print(f"label quality of {args.labels}")
+    with one_line_errors("label_quality", args.verbose):
+        labels = read_label_file(args.labels)
+        if args.alignments is None:
+            rep = unit_usage(labels, args.num_clusters, args.label_rate)
+        else:
+            rep = label_quality(labels, read_alignments(args.alignments), args.label_rate, args.align_rate,
+                                args.tolerance)
+    print(f"{'label quality' if args.alignments else 'cluster usage (no alignments)'} of {args.labels}")
     print(rep.table())
     if args.out:
         txt, js = rep.save(args.out)

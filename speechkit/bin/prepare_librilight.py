@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from speechkit.bin import one_line_errors
 from speechkit.corpora.librilight import FINETUNING_SETS, prepare_librilight_finetuning
 from speechkit.log import setup_logging
 
@@ -36,8 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    dirs = prepare_librilight_finetuning(args.corpus_dir, args.out_dir, sets=args.sets,
-                                         num_jobs=args.num_jobs)
+    with one_line_errors("prepare_librilight", args.verbose):
+        dirs = prepare_librilight_finetuning(args.corpus_dir, args.out_dir, sets=args.sets,
+                                             num_jobs=args.num_jobs)
     for name, path in dirs.items():
         print(f"{name}: {path}")
     return 0

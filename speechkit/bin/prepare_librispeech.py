@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from speechkit.bin import one_line_errors
 from speechkit.corpora.librispeech import prepare_librispeech
 from speechkit.log import setup_logging
 
@@ -26,7 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    prepare_librispeech(args.corpus_dir, args.out, parts=args.parts, num_jobs=args.nj)
+    with one_line_errors("prepare_librispeech", args.verbose):
+        prepare_librispeech(args.corpus_dir, args.out, parts=args.parts, num_jobs=args.nj)
 
 
 if __name__ == "__main__":

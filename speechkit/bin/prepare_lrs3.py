@@ -18,6 +18,7 @@ import argparse
 import pathlib
 import sys
 
+from speechkit.bin import one_line_errors
 from speechkit.log import setup_logging
 
 
@@ -49,14 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.unit_model is not None:
         if not args.text:
             parser.error("--unit-model needs --text FILE [FILE ...]")
-        out = train_unit_model(args.text, args.unit_model, args.vocab_size, args.model_type)
+        with one_line_errors("prepare_lrs3", args.verbose):
+            out = train_unit_model(args.text, args.unit_model, args.vocab_size, args.model_type)
         print(f"unit model: {out}")
         return 0
     if args.corpus_dir is None or args.out_dir is None:
         parser.error("give corpus_dir and out_dir (or --unit-model)")
-    rep = prepare_lrs3(args.corpus_dir, args.out_dir, audio_dir=args.audio_dir, valid_ids=args.valid_ids,
-                       num_valid=args.num_valid, seed=args.seed, max_duration=args.max_duration,
-                       min_gap=args.min_gap, num_jobs=args.nj)
+    with one_line_errors("prepare_lrs3", args.verbose):
+        rep = prepare_lrs3(args.corpus_dir, args.out_dir, audio_dir=args.audio_dir, valid_ids=args.valid_ids,
+                           num_valid=args.num_valid, seed=args.seed, max_duration=args.max_duration,
+                           min_gap=args.min_gap, num_jobs=args.nj)
     print("LRS3: " + ", ".join(f"{k} {v}" for k, v in rep.num_utts.items())
           + f"; {rep.num_split_clips} pretrain clips split; skipped: {rep.skipped.summary()}")
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from speechkit.bin import one_line_errors
 from speechkit.corpora.tedlium3 import MAX_OVERSHOOT_S, SETS, SPLITS, prepare_tedlium3
 from speechkit.log import setup_logging
 
@@ -46,10 +47,11 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    reports = prepare_tedlium3(args.corpus_dir, args.out_dir, split=args.split, sets=args.sets,
-                               num_jobs=args.num_jobs, sph2pipe=args.sph2pipe, noise=args.noise,
-                               join_clitics=args.join_clitics, max_overshoot=args.max_overshoot,
-                               strict=args.strict)
+    with one_line_errors("prepare_tedlium3", args.verbose):
+        reports = prepare_tedlium3(args.corpus_dir, args.out_dir, split=args.split, sets=args.sets,
+                                   num_jobs=args.num_jobs, sph2pipe=args.sph2pipe, noise=args.noise,
+                                   join_clitics=args.join_clitics, max_overshoot=args.max_overshoot,
+                                   strict=args.strict)
     for rep in reports.values():
         print(f"{rep.data_dir}: {rep.summary()}")
     return 0

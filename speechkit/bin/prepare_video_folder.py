@@ -14,6 +14,7 @@ import argparse
 import pathlib
 import sys
 
+from speechkit.bin import one_line_errors
 from speechkit.log import setup_logging
 
 
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     from speechkit.corpora.video_folder import prepare_video_folder
 
-    path, skipped = prepare_video_folder(args.video_dir, args.out_dir, args.audio_dir, args.text, args.nj)
+    with one_line_errors("prepare_video_folder", args.verbose):
+        path, skipped = prepare_video_folder(args.video_dir, args.out_dir, args.audio_dir, args.text, args.nj)
     print(f"{path}: skipped: {skipped.summary()}")
     return 0
 

@@ -16,6 +16,7 @@ import argparse
 import pathlib
 import sys
 
+from speechkit.bin import one_line_errors
 from speechkit.log import setup_logging
 
 
@@ -43,14 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.trials is not None:
         if args.trials_out is None:
             parser.error("--trials needs --trials-out")
-        n = convert_voxceleb1_trials(args.trials, args.trials_out)
+        with one_line_errors("prepare_voxceleb2", args.verbose):
+            n = convert_voxceleb1_trials(args.trials, args.trials_out)
         print(f"{args.trials_out}: {n} trials")
         if args.corpus_dir is None:
             return 0
     if args.corpus_dir is None or args.out_dir is None:
         parser.error("give corpus_dir and out_dir (or --trials)")
-    rep = prepare_voxceleb2(args.corpus_dir, args.out_dir, audio_dir=args.audio_dir, source=args.source,
-                            id_list=args.id_list, subsets=tuple(args.subsets), num_jobs=args.nj)
+    with one_line_errors("prepare_voxceleb2", args.verbose):
+        rep = prepare_voxceleb2(args.corpus_dir, args.out_dir, audio_dir=args.audio_dir, source=args.source,
+                                id_list=args.id_list, subsets=tuple(args.subsets), num_jobs=args.nj)
     print(f"VoxCeleb2 ({rep.source}): " + ", ".join(f"{k} {v}" for k, v in rep.num_utts.items())
           + f"; {rep.num_not_selected} not selected; skipped: {rep.skipped.summary()}")
     return 0

@@ -8,6 +8,11 @@ over all aligned frames, and
     cluster purity = E_y[max_z p(z | y)]   (how concentrated a phone is in one cluster)
     PNMI           = I(y; z) / H(y)        (share of phone entropy the clusters explain)
 
+Without alignments (a new corpus), :func:`unit_usage` measures what the labels alone can tell:
+how many of the K clusters are used and the entropy of the cluster distribution (in bits, and as a
+perplexity ``2**H``: the number of equally used clusters with the same entropy). A collapsed
+clustering (few clusters carry most frames) shows as a perplexity far below K.
+
 Alignments (CONTRACT.md) are 100 Hz, ``<utt> PH PH ...``. Labels at a lower rate
 (50 Hz model frames) are compared with the alignment subsampled by the rate ratio;
 lengths may differ by up to ``tolerance`` frames (the longer one is truncated), a
@@ -153,3 +158,65 @@ def label_quality(
     pp, cp, pnmi = purity_pnmi(counts)
     return QualityReport(pp, cp, pnmi, int(counts.sum()), used, len(phones), int((counts.sum(0) > 0).sum()),
                          skipped, float(label_rate), float(align_rate))
+
+
+@dataclass
+class UsageReport:
+    """Cluster usage of a label file: needs no alignments."""
+
+    n_frames: int
+    n_utts: int
+    n_clusters: int  # K: given, or the largest label + 1
+    n_clusters_used: int
+    entropy_bits: float  # of the cluster distribution over all frames
+    perplexity: float  # 2 ** entropy_bits, at most K
+    label_rate: float
+
+    def table(self) -> str:
+        rows = [("frames", str(self.n_frames)), ("utterances", str(self.n_utts)),
+                ("clusters used", f"{self.n_clusters_used} of {self.n_clusters}"),
+                ("entropy (bits)", f"{self.entropy_bits:.3f} (max {np.log2(max(self.n_clusters, 1)):.3f})"),
+                ("perplexity", f"{self.perplexity:.1f}")]
+        w = max(len(r[0]) for r in rows)
+        return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+    def save(self, stem: str | os.PathLike) -> tuple[pathlib.Path, pathlib.Path]:
+        """Write ``<stem>.txt`` (the table) and ``<stem>.json``."""
+        stem = pathlib.Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        txt, js = stem.with_suffix(".txt"), stem.with_suffix(".json")
+        txt.write_text(self.table() + "\n")
+        js.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return txt, js
+
+    def result_record(self, dataset: str, units: str = ""):
+        """A RESULTS.md record (task ``units``, metric ``usage``)."""
+        from speechkit.results import ResultRecord
+
+        info: dict = {"units": units} if units else {}
+        info["label rate"] = f"{self.label_rate:g} Hz"
+        return ResultRecord(task="units", metric="usage", dataset=dataset,
+                            values={"frames": self.n_frames, "clusters used": self.n_clusters_used,
+                                    "K": self.n_clusters, "entropy (bits)": self.entropy_bits,
+                                    "perplexity": self.perplexity}, info=info)
+
+
+def unit_usage(labels: Mapping[str, np.ndarray], num_clusters: int | None = None,
+               label_rate: float = 100.0) -> UsageReport:
+    """Clusters used and the entropy of the label distribution; ``num_clusters`` is K (None: largest label + 1)."""
+    if not labels:
+        raise ValueError("no labelled utterances")
+    z = np.concatenate([np.asarray(v, dtype=np.int64).reshape(-1) for v in labels.values()])
+    if len(z) == 0:
+        raise ValueError("the label file has no frames")
+    if z.min() < 0:
+        raise ValueError("negative cluster label found; expected labels 0..K-1")
+    k = int(z.max()) + 1
+    if num_clusters is not None:
+        if k > num_clusters:
+            raise ValueError(f"label {k - 1} found but K = {num_clusters}; expected labels 0..{num_clusters - 1}")
+        k = num_clusters
+    counts = np.bincount(z, minlength=k)
+    p = counts[counts > 0] / len(z)
+    h = float(-(p * np.log2(p)).sum())
+    return UsageReport(int(len(z)), len(labels), k, int((counts > 0).sum()), h, float(2.0 ** h), float(label_rate))

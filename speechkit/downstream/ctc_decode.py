@@ -15,8 +15,8 @@ an unbounded beam and no token pruning the scores are the exact posteriors
 Shallow fusion with a token n-gram LM (:class:`speechkit.text.ngram_lm.TokenNgramLM`) adds
 ``lm_weight * log P_lm(token | history) + insertion_bonus`` for each emitted token, and the LM's
 end-of-sentence score at the end; the beam is ranked by the fused score. Works with character
-(``|`` word boundaries are ordinary LM tokens) and sentencepiece tokenizers alike. A word-level
-LM is not implemented.
+(``|`` word boundaries are ordinary LM tokens) and sentencepiece tokenizers alike. Word-level
+decoding with a lexicon and a word n-gram LM is :mod:`speechkit.downstream.word_decode`.
 
 Pruning, as in most CTC beam decoders: per frame only tokens within ``prune_logp`` of the
 frame's best token, at most ``max_tokens_per_frame`` of them, are tried as extensions.

@@ -12,9 +12,12 @@
 #   8  k-means on them, K=$iter2_k, on a $kmeans_portion portion of $train
 #   9  iteration-1 labels km.hubert1_l${layer}_${iter2_k} for $train and $valid
 #  10  pre-train HuBERT iteration 2 on km.hubert1_l${layer}_${iter2_k}
-#  11  character tokenizer (fairseq's letter dictionary) from $train's transcripts
+#  11  character tokenizer (fairseq's letter dictionary) from $train's transcripts; the word LM and
+#      lexicon of decoding (data/lang_word): the official 4-gram and lexicon words from --lm-dir, or a
+#      $lm_order-gram built from $train's transcripts
 #  12  CTC fine-tuning of the iteration-2 encoder on each labeled set in --finetune (10min 1h 10h 100h 960h)
-#  13  greedy CTC decoding of $test_sets with every fine-tuned model
+#  13  greedy CTC decoding of $test_sets with every fine-tuned model; with --word-lm true also word-level
+#      decoding with the LM (LM weight / word score tuned on $lm_tune_set, applied to the other sets)
 #  14  score (WER) every decode dir
 #  15  RESULTS.md
 # Usage: ./run.sh [--stage N] [--stop-stage M] [--corpus-dir DIR] [--librilight-dir DIR] [--ngpu G] ...
@@ -50,6 +53,14 @@ test_sets="dev_clean dev_other test_clean test_other"
 decode_checkpoint=checkpoint_best.pt
 decode_opts=""          # extra options for speechkit.bin.decode_ctc (e.g. "--beam 20 --lm data/lm.json --lm-weight 0.5")
 decode_tag=greedy       # name of the decode dirs: decode_<set>_<tag>
+word_lm=true            # stage 13 also decodes with the word LM (dirs decode_<set>_<lm_tag>)
+lm_dir=$LIBRISPEECH_LM  # official LM folder (4-gram.arpa, librispeech-lexicon.txt); empty: build one
+lm_order=4              # order of the LM built from the transcripts when there is no --lm-dir
+lm_tag=4gram            # name of the LM decode dirs
+lm_weights="1 2 3"      # LM weight grid (x log10 P_lm), tuned on $lm_tune_set
+word_scores="-1 0 1"    # word score grid
+lm_tune_set=dev_other   # the set the grid is tuned on (as fairseq's recipes tune on dev-other)
+lm_beam=500             # lexicon beam (the wav2vec 2.0 / HuBERT 4-gram rows: 500 for the published numbers)
 help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 
 . ./path.sh
@@ -197,6 +208,19 @@ if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
     python -m speechkit.bin.train_tokenizer --text data/$train/text --out data/token_char --type char
     touch data/token_char/.done
   fi
+  if $word_lm && ! is_done data/lang_word/.done; then
+    if [ -n "$lm_dir" ]; then  # the official LM; its lexicon's words, spelled in our characters
+      for f in 4-gram.arpa librispeech-lexicon.txt; do [ -f $lm_dir/$f ] || die "$lm_dir/$f not found (openslr.org/11)"; done
+      python -m speechkit.bin.train_word_lm --text data/$train/text --tokenizer data/token_char --out data/lang_word \
+        --words-from $lm_dir/librispeech-lexicon.txt --skip-lm
+      ln -sfn "$(cd $lm_dir && pwd)/4-gram.arpa" data/lang_word/lm.arpa
+    else
+      python -m speechkit.bin.train_word_lm --text data/$train/text --tokenizer data/token_char --order $lm_order \
+        --out data/lang_word --dev-text data/$lm_tune_set/text
+      ln -sfn lm$lm_order.arpa data/lang_word/lm.arpa
+    fi
+    touch data/lang_word/.done
+  fi
   took 11
 fi
 
@@ -233,6 +257,20 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
       "set -- \$(sed -n JOBp $todo); python -m speechkit.bin.decode_ctc --model \$1/$decode_checkpoint \
        --data-dir data/\$2 --out \$1/decode_\${2}_$decode_tag --no-score $device_opt $decode_opts \
        && touch \$1/decode_\${2}_$decode_tag/.done"
+  fi
+  if $word_lm; then  # word-level: the grid on $lm_tune_set first, its best pair for the other sets
+    lm_opts="--lexicon data/lang_word/lexicon.txt --lm data/lang_word/lm.arpa --beam $lm_beam $device_opt"
+    for ft in $finetune; do
+      dir=exp/ctc_${ft}_${init_tag}; tuned=$dir/decode_${lm_tune_set}_$lm_tag
+      for s in $lm_tune_set $test_sets; do
+        out=$dir/decode_${s}_$lm_tag
+        is_done $out/.done && continue
+        if [ $s = $lm_tune_set ]; then w="--lm-weight $lm_weights --word-score $word_scores"; else w="--tuned-from $tuned"; fi
+        ${decode_cmd} $dir/log/decode_${s}_$lm_tag.log python -m speechkit.bin.decode_ctc --model $dir/$decode_checkpoint \
+          --data-dir data/$s --out $out --dataset ${s}_$lm_tag $lm_opts $w
+        touch $out/.done
+      done
+    done
   fi
   took 13
 fi

@@ -6,16 +6,19 @@
 #   2  dump MFCC (39-dim, 100 Hz) for every set
 #   3  learn k-means on MFCC (K=$mfcc_k)
 #   4  write MFCC k-means labels (km.mfcc${mfcc_k}) for every set
-#   5  label quality (phone purity, cluster purity, PNMI) of the MFCC units
+#   5  label quality (phone purity, cluster purity, PNMI) of the MFCC units, where phone alignments
+#      exist ($alignments_dir); otherwise cluster usage and entropy
 #   6  pre-train iteration 1: HuBERT (or WavLM) on the MFCC units; wav2vec 2.0 / data2vec need no units
 #   7  dump layer-$layer features of the iteration-1 model
 #   8  learn k-means on them (K=$iter2_k)
 #   9  write the iteration-1 labels (km.<ssl>1_l<layer>_<K>) for every set
 #  10  label quality of the iteration-1 units, next to the MFCC ones
 #  11  pre-train iteration 2 on the iteration-1 units (stages 7-11 apply to the unit-based --ssl hubert|wavlm)
-#  12  character tokenizer and the labeled subsets for fine-tuning ($ft_utts utterances; a list = a sweep)
+#  12  character tokenizer, the labeled subsets for fine-tuning ($ft_utts utterances; a list = a sweep), and
+#      the word LM of decoding: a $lm_order-gram ARPA LM from the train transcripts and its lexicon (data/lang_word)
 #  13  CTC fine-tuning of the last pre-trained model, and the from-scratch baseline (same data and updates)
-#  14  decode and score dev/test with both models (greedy CTC; WER and CER)
+#  14  decode and score dev/test with both models: greedy CTC, and word-level with the lexicon and LM
+#      (LM weight / word score tuned on dev, applied to test); WER and CER
 #  15  speaker identification: the frozen pre-trained model (weighted sum of layers) and an fbank baseline,
 #      heads trained on cached hidden-state moments with early stopping on dev
 #  16  open-set speaker verification: a head trained on all but $sv_heldout speakers, trials among those
@@ -35,6 +38,7 @@ seed=0
 nj=2                    # parallel jobs for dumping and labelling
 mfcc_k=100              # clusters on MFCC (iteration 1 targets)
 kmeans_portion=1.0      # portion of train utterances used to learn k-means
+alignments_dir=corpus/alignments  # phone alignments <part>.phones for PNMI (stages 5, 10); absent: skipped
 layer=4                 # layer of the iteration-1 model that is clustered for iteration 2
 iter2_k=100             # clusters on layer features (same K as MFCC, so PNMI compares fairly)
 ssl=hubert              # pre-training objective: hubert | wavlm (iterated on units) | wav2vec2 | data2vec
@@ -46,12 +50,16 @@ ft_utts="200"           # labeled utterances for CTC fine-tuning (random subsets
 finetune_config=conf/finetune_ctc_tiny.yaml
 finetune_opts=""        # extra options for the fine-tuning runs (both pre-trained and baseline)
 scratch_lr=5.0e-3       # the from-scratch baseline's peak lr (its best; see $finetune_config)
+lm_order=3              # word n-gram LM written from the train transcripts (stage 12)
+lm_weights="0.5 1 2"    # grid of LM weights (x log10 P_lm) tried on dev; the best pair decodes test
+word_scores="-1 0 1"    # grid of word insertion scores
+lm_beam=50              # beam of the lexicon decoder
 sid_config=conf/sid_tiny.yaml
 sid_opts=""
 sv_heldout=10           # speakers held out of the verification head's training (open-set trials)
 sv_embed_dim=128        # embedding layer of the verification head (cosine-scored)
 num_target_trials=200   # speaker-verification trial list: target pairs (x5 non-target)
-help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
+help_message=$(sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//p}' "$0")  # --help: the stages above
 
 . ./path.sh
 . ./cmd.sh
@@ -73,12 +81,22 @@ train=train_clean_100; dev=dev_clean; test=test_clean
 sets="$train $dev $test"
 km1=mfcc${mfcc_k}
 km2=${ssl}1_l${layer}_${iter2_k}
+# Label quality against phone alignments (PNMI) where the corpus has them; otherwise cluster usage/entropy.
+alignment_opt() {
+  local ali=$alignments_dir/$(echo $1 | tr _ -).phones
+  if [ -f $ali ]; then echo "--alignments $ali"; else log "  no $ali: PNMI skipped for $1, cluster usage only" >&2; fi
+}
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   begin 1 "synthetic corpus (size=$size) and data dirs"
   if ! is_done data/.prep.done; then
+    # --- data prep: on another corpus, replace these lines (README: "Adapting a recipe to your corpus") ---
     python -m speechkit.bin.make_synth_corpus --out $corpus --size $size --seed $seed --nj $nj
-    python -m speechkit.bin.prepare_librispeech --corpus-dir $corpus --out data
+    python -m speechkit.bin.prepare_librispeech --corpus-dir $corpus --out data --parts $(echo $sets | tr _ -)
+    # --- end of data prep ---
+    for s in $sets; do  # a missing part fails here, not in a later stage's job log
+      [ -s data/$s/wav.scp ] || die "data prep made no data/$s/wav.scp: the recipe needs the sets $sets"
+    done
     touch data/.prep.done
   fi
   took 1
@@ -118,9 +136,9 @@ fi
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   begin 5 "label quality of km.$km1"
   for s in $train $dev; do
-    python -m speechkit.bin.label_quality --labels data/$s/km.$km1 --label-rate 100 \
-      --alignments $corpus/alignments/$(echo $s | tr _ -).phones \
-      --out exp/kmeans_$km1/quality_$s --result-json exp/kmeans_$km1/result_units_$s.json --units "MFCC, K=$mfcc_k"
+    python -m speechkit.bin.label_quality --labels data/$s/km.$km1 --label-rate 100 $(alignment_opt $s) \
+      --num-clusters $mfcc_k --out exp/kmeans_$km1/quality_$s --result-json exp/kmeans_$km1/result_units_$s.json \
+      --units "MFCC, K=$mfcc_k"
   done
   took 5
 fi
@@ -175,9 +193,9 @@ fi
 if $iterated && [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   begin 10 "label quality: km.$km1 vs km.$km2"
   for s in $train $dev; do
-    python -m speechkit.bin.label_quality --labels data/$s/km.$km2 --label-rate 50 \
-      --alignments $corpus/alignments/$(echo $s | tr _ -).phones --out exp/kmeans_$km2/quality_$s \
-      --result-json exp/kmeans_$km2/result_units_$s.json --units "$ssl iteration 1, layer $layer, K=$iter2_k"
+    python -m speechkit.bin.label_quality --labels data/$s/km.$km2 --label-rate 50 $(alignment_opt $s) \
+      --num-clusters $iter2_k --out exp/kmeans_$km2/quality_$s --result-json exp/kmeans_$km2/result_units_$s.json \
+      --units "$ssl iteration 1, layer $layer, K=$iter2_k"
   done
   took 10
 fi
@@ -202,6 +220,11 @@ if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
     done
     touch data/.ft.done
   fi
+  if ! is_done data/lang_word/.done; then
+    python -m speechkit.bin.train_word_lm --text data/$train/text --tokenizer data/token_char --order $lm_order \
+      --out data/lang_word --dev-text data/$dev/text
+    touch data/lang_word/.done
+  fi
   took 12
 fi
 
@@ -221,22 +244,27 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
 fi
 
 if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
-  begin 14 "decode and score $dev $test"
-  # one job per (model, set) not decoded yet, as one job array through $decode_cmd (cmd.sh); one
-  # thread each: small models use two cores better as two jobs than as one job with two threads
+  begin 14 "decode and score $dev $test: greedy, and with the $lm_order-gram word LM"
+  # one job per model not decoded yet, as one job array through $decode_cmd (cmd.sh), one thread each
+  # (small models use two cores better as two jobs than as one with two threads). A job decodes dev
+  # with the LM weight / word score grid, then test with dev's best pair; one forward pass per set
+  # gives both the greedy (decode_<set>) and the LM (decode_<set>_lm<N>) output.
   mkdir -p exp; todo=exp/decode_$(basename $upstream).todo; : > $todo
   for n in $ft_utts; do
     for x in ft_$(basename $upstream)_n$n ft_scratch_n$n; do
-      for s in $dev $test; do
-        is_done exp/$x/decode_$s/.done || echo "$x $s" >> $todo
-      done
+      is_done exp/$x/.decode.done || echo "$x" >> $todo
     done
   done
+  lm="--lexicon data/lang_word/lexicon.txt --lm data/lang_word/lm$lm_order.arpa --beam $lm_beam --cer"
   if [ -s $todo ]; then
     ${decode_cmd} JOB=1:$(wc -l < $todo) exp/log/decode_$(basename $upstream).JOB.log \
-      "set -- \$(sed -n JOBp $todo); OMP_NUM_THREADS=1 python -m speechkit.bin.decode_ctc \
-       --model exp/\$1/checkpoint_best.pt --data-dir data/\$2 --out exp/\$1/decode_\$2 --cer \
-       && touch exp/\$1/decode_\$2/.done"
+      "x=\$(sed -n JOBp $todo); export OMP_NUM_THREADS=1; \
+       python -m speechkit.bin.decode_ctc --model exp/\$x/checkpoint_best.pt --data-dir data/$dev \
+         --out exp/\$x/decode_${dev}_lm$lm_order --greedy-out exp/\$x/decode_$dev $lm \
+         --lm-weight $lm_weights --word-score $word_scores && \
+       python -m speechkit.bin.decode_ctc --model exp/\$x/checkpoint_best.pt --data-dir data/$test \
+         --out exp/\$x/decode_${test}_lm$lm_order --greedy-out exp/\$x/decode_$test $lm \
+         --tuned-from exp/\$x/decode_${dev}_lm$lm_order && touch exp/\$x/.decode.done"
   fi
   took 14
 fi

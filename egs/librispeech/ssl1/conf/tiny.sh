@@ -12,3 +12,7 @@ layer=1
 pretrain1_config=conf/pretrain_hubert_tiny_iter1.yaml
 pretrain2_config=conf/pretrain_hubert_tiny_iter2.yaml
 finetune_config=conf/finetune_ctc_tiny.yaml
+lm_order=3
+lm_weights="1 2"
+word_scores="0"
+lm_beam=20
