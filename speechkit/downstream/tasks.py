@@ -25,7 +25,7 @@ import os
 import pathlib
 import shutil
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -99,10 +99,10 @@ _SET_BY_TASK = {"ctc": (CTCConfig, {"arch", "encoder", "vocab_size", "encoder_ki
                 "sid": (SpeakerIDConfig, {"arch", "upstream", "speakers"})}
 
 
-def _check_options(sec: dict[str, Any], task: str, source: str, also: Sequence[str] = ()) -> None:
+def _check_options(sec: dict[str, Any], task: str, source: str) -> None:
     """An unknown key in the model section is an error naming the file and the key (not a TypeError)."""
     cls, fixed = _SET_BY_TASK[task]
-    known = sorted({f.name for f in dataclasses.fields(cls)} - fixed | set(also))
+    known = sorted({f.name for f in dataclasses.fields(cls)} - fixed)
     unknown = [k for k in sec if k not in known]
     if unknown:
         raise ConfigError(f"{source}: model.{unknown[0]}: unknown option for task {task!r}"
