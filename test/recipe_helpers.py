@@ -30,3 +30,13 @@ def run_recipe(recipe: pathlib.Path, *args: str, timeout: int = 900) -> subproce
         env.pop(var, None)
     return subprocess.run(["bash", "run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def training_outputs(recipe: pathlib.Path) -> dict[str, tuple[int, int]]:
+    """``{path: (mtime_ns, size)}`` of every checkpoint and train.log under ``exp/``.
+
+    Training logs go to files, not to the recipe's stderr, so a re-run that must not train again
+    is checked here: any training stage that ran would rewrite checkpoint_last.pt and its log.
+    """
+    files = [*recipe.glob("exp/**/checkpoint*.pt"), *recipe.glob("exp/**/train.log")]
+    return {str(p.relative_to(recipe)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(files)}

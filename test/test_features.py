@@ -158,3 +158,51 @@ def test_dump_cli_paths_with_shell_syntax_are_data(tmp_path, monkeypatch):
     assert rc == 0
     assert list(read_scp(out / "feats.scp")) == sorted(audio)
     assert not list(tmp_path.glob("PWNED*"))
+
+
+def test_dump_cli_empty_data_dir_fails_before_launching(tmp_path):
+    from speechkit.bin import dump_features
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("wav.scp", "utt2spk", "spk2utt"):
+        (data / name).write_text("")
+    out = tmp_path / "dump"
+    with pytest.raises(SystemExit, match=r"wav\.scp: empty"):
+        dump_features.main(["--data-dir", str(data), "--out", str(out), "--nj", "2"])
+    assert not (out / "log").exists()  # no job was launched
+    (data / "wav.scp").write_text("u1 /nonexistent.wav\n")  # utt2spk does not cover it: invalid, also caught
+    with pytest.raises(SystemExit, match=r"utt2spk"):
+        dump_features.main(["--data-dir", str(data), "--out", str(out), "--nj", "2"])
+    assert not (out / "log").exists()
+
+
+def test_dump_cli_reports_skipped_utterances_and_fails_on_none(tmp_path, capsys):
+    from speechkit.bin import dump_features
+
+    wav_dir = tmp_path / "wav"
+    wav_dir.mkdir()
+    lengths = {"spk0-a": 8000, "spk0-b": 200, "spk1-c": 6000}  # 200 samples: shorter than one 400-sample window
+    wav_scp = {}
+    for utt, n in lengths.items():
+        sf.write(wav_dir / f"{utt}.wav", _wav(n, 1), 16000, subtype="FLOAT")
+        wav_scp[utt] = str(wav_dir / f"{utt}.wav")
+    data = write_data_dir(tmp_path / "data", wav_scp=wav_scp, utt2spk={u: u.split("-")[0] for u in wav_scp})
+    out = tmp_path / "dump"
+    assert dump_features.main(["--data-dir", str(data), "--out", str(out), "--nj", "2"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line == f"wrote 2 of 3 utterances to {out / 'feats.scp'}, 1 skipped (list in {out / 'skipped'})"
+    assert read_table(out / "skipped") == {"spk0-b": "200"} and list(read_table(out / "feats.scp")) == ["spk0-a", "spk1-c"]
+
+    short = write_data_dir(tmp_path / "short", wav_scp={"spk0-b": wav_scp["spk0-b"]}, utt2spk={"spk0-b": "spk0"})
+    with pytest.raises(SystemExit, match=r"wrote 0 of 1 utterances.*list in .*skipped"):
+        dump_features.main(["--data-dir", str(short), "--out", str(tmp_path / "dump0")])
+    assert not (tmp_path / "dump0" / "feats.scp").exists()
+
+
+def test_run_jobs_names_only_the_failed_jobs(tmp_path):
+    from speechkit.features.dump import run_jobs
+
+    log = tmp_path / "log" / "x.JOB.log"
+    with pytest.raises(RuntimeError, match=r"^1 of 2 job\(s\) via .* failed .*job 1: exit code 3, see .*x\.1\.log$"):
+        run_jobs("utils/run.pl", 2, log, [sys.executable, "-c", "import sys; sys.exit(3 if JOB == 1 else 0)"])

@@ -137,3 +137,44 @@ def test_learn_kmeans_cli(tmp_path):
     assert rc == 0 and (out / "model.pt").is_file() and (out / "kmeans.json").is_file()
     km = MiniBatchKMeans.load(out / "model.pt")
     assert tuple(km.centroids.shape) == (6, 8) and km.meta["num_frames"] == 3000
+
+
+def _poison_shard(root, key: str, frame: int, value: float) -> None:
+    """Rewrite the shard holding ``key`` with one non-finite value, as a foreign tool could."""
+    import kaldiio
+
+    from speechkit.io.ark import read_scp
+
+    for scp in sorted(root.glob("feats.*.scp")):
+        if key in (reader := read_scp(scp)):
+            mats = {k: reader[k].copy() for k in reader}
+            mats[key][frame, 2] = value
+            kaldiio.save_ark(str(scp.with_suffix(".ark")), mats, scp=str(scp))  # bypasses ArkWriter's check
+            return
+    raise AssertionError(key)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_features_are_refused_naming_utterance_and_frame(tmp_path, value):
+    from speechkit.bin import learn_kmeans
+    from speechkit.cluster.labels import assign_labels
+    from speechkit.io.ark import ArkError
+
+    x = mixture(3000, seed=7)
+    scps = _write_shards(tmp_path / "dump", x, n_shards=2)
+    km = MiniBatchKMeans(n_clusters=4, batch_size=500, n_init=1, max_iter=3).fit(x)
+    _poison_shard(tmp_path / "dump", "spk1-u00001", frame=37, value=value)
+    # learning from the shards: before, a NaN centroid was written with exit 0
+    with pytest.raises(ArkError, match=r"'spk1-u00001' has NaN or inf at frame 37"):
+        learn_kmeans.main(["--feats", *map(str, scps), "--n-clusters", "4", "--out", str(tmp_path / "km"),
+                           "--batch-size", "500", "--n-init", "1", "--max-iter", "3"])
+    assert not (tmp_path / "km" / "model.pt").exists()
+    # assigning labels: before, those frames silently got label 0
+    with pytest.raises(ArkError, match=r"'spk1-u00001' has NaN or inf at frame 37"):
+        assign_labels(km, scps[1])
+    bad = x[:10].copy()
+    bad[4, 0] = value
+    with pytest.raises(ValueError, match="frame 4"):
+        km.predict(bad)
+    with pytest.raises(ValueError, match="frame 4"):
+        ArraySource(bad)

@@ -148,3 +148,20 @@ def test_cli(fake, tmp_path):
     cli_main(["--corpus-dir", str(root), "--out", str(tmp_path / "data"), "--parts", "test-clean", "--nj", "2"])
     validate_data_dir(tmp_path / "data" / "test_clean")
     assert not (tmp_path / "data" / "dev_clean").exists()
+
+
+def test_other_sample_rate_is_counted_at_16k_and_warned(tmp_path, caplog):
+    from speechkit.io.audio import AudioReader
+
+    corpus = tmp_path / "corpus"
+    make_fake_librispeech(corpus, parts=("dev-clean",), speakers=(19,), chapters=1, utts=2)
+    flac = sorted((corpus / "LibriSpeech" / "dev-clean").rglob("*.flac"))[0]
+    sf.write(str(flac), np.full(2001, 0.1, np.float32), 8000, format="FLAC", subtype="PCM_16")
+    with caplog.at_level(logging.WARNING):
+        made = prepare_librispeech(corpus, tmp_path / "data", parts=["dev-clean"])
+    d = DataDir.load(made["dev_clean"])
+    reader = AudioReader(d, sample_rate=16000)  # what features and labels are computed from
+    assert d.utt2num_samples[flac.stem] == len(reader[flac.stem]) == 4002  # not 2001, the native count
+    assert all(d.utt2num_samples[u] == len(reader[u]) for u in d.utt_ids)
+    assert "1 flac files are not at 16000 Hz: they will be resampled" in caplog.text
+    assert f"{flac.stem} at 8000 Hz" in caplog.text

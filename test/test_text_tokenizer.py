@@ -93,3 +93,15 @@ def test_cli_trains_from_text_file(tmp_path):
     assert not any("UTT" in t or "0" in t for t in tok.tokens)  # utterance ids are not training text
     assert cli.main(["--text", str(text), "--out", str(tmp_path / "chr")]) == 0
     assert load_tokenizer(tmp_path / "chr").decode(load_tokenizer(tmp_path / "chr").encode("sea")) == "SEA"
+
+
+def test_unknown_chars_are_counted_for_both_kinds():
+    from speechkit.text.tokenizer import train_tokenizer
+
+    text = ["HELLO WORLD", "THE CAT SAT ON THE MAT", "A DOG AND A CAT"]
+    char = train_tokenizer(text, "char")
+    assert char.unknown_chars("hello zebra!") == {"Z": 1, "B": 1}  # normalised first: lower case is known
+    assert char.encode("ZEBRA").count(char.unk_id) == 2
+    bpe = train_tokenizer(text, "bpe", vocab_size=20)
+    assert bpe.unknown_chars("THE ZEBRA") == {"Z": 1, "B": 1}
+    assert bpe.unknown_chars("THE CAT") == {} and bpe.encode("THE CAT").count(bpe.unk_id) == 0

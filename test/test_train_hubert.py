@@ -3,10 +3,10 @@ loads with load_pretrained, and dump_layer_features writes its layer features at
 from __future__ import annotations
 
 import math
+import pathlib
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -63,23 +63,20 @@ def test_pretrain_kill_resume_load_and_dump(setup, tmp_path):
     root, conf, train, dev = setup
     env = worker_env()
     killed_exp = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "speechkit.bin.pretrain", *_args(conf, train, dev, killed_exp)],
+    # the CLI kills itself right after update 5 (saves: 2, 4 by interval, 3 after validation; so
+    # checkpoint_last.pt is update 4's and update 5 is lost): a fixed kill point,
+    # where polling for the first checkpoint raced the child (it could finish first, or die elsewhere)
+    kill_at = pathlib.Path(__file__).with_name("kill_at.py")
+    proc = subprocess.Popen([sys.executable, str(kill_at), "5", "speechkit.bin.pretrain",
+                             *_args(conf, train, dev, killed_exp)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # the uninterrupted reference, in this process meanwhile
     full_exp = tmp_path / "full"
     assert pretrain.main(_args(conf, train, dev, full_exp)) == 0
-
-    # SIGKILL the CLI as soon as its first checkpoint exists
-    deadline = time.time() + 120
-    while not (killed_exp / "checkpoint_last.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    finished_early = proc.poll() is not None
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate(timeout=60)
-    assert not finished_early, f"the run ended before it could be killed:\n{err}"
-    assert proc.returncode == -signal.SIGKILL
-    at_kill = load_checkpoint(killed_exp / "checkpoint_last.pt")["num_updates"]
-    assert at_kill < 6
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, f"expected the run to die at update 5:\n{err[-3000:]}"
+    assert load_checkpoint(killed_exp / "checkpoint_last.pt")["num_updates"] == 4
+    assert "update 5" in (killed_exp / "train.log").read_text()  # update 5 ran, and is lost with the kill
     assert pretrain.main(_args(conf, train, dev, killed_exp, "--resume", "auto")) == 0
 
     a = load_checkpoint(full_exp / "checkpoint_last.pt")

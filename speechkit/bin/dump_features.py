@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speechkit.features.dump import dump_job, make_extractor, merge_dump, run_jobs
+from speechkit.features.dump import dump_job, make_extractor, merge_dump, plan_dump, run_jobs
+from speechkit.io.datadir import DataDirError
 from speechkit.log import setup_logging
 
 
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         dump_job(args.data_dir, make_extractor(args.feat, **opts), args.out, args.job, args.nj,
                  args.portion, args.seed, args.sample_rate)
         return 0
+    try:  # before launching anything: an empty or broken data dir fails here, not as N empty shards
+        utts = plan_dump(args.data_dir, args.portion, args.seed)
+    except DataDirError as e:
+        raise SystemExit(f"dump_features: {e}") from None
 
     if args.nj == 1:
         ext = make_extractor(args.feat, **opts)
@@ -75,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         ext = make_extractor(args.feat, **opts)
     info = {"feat": args.feat, "dim": ext.dim, "frame_rate": ext.frame_rate, "sample_rate": args.sample_rate,
             "portion": args.portion, "seed": args.seed, "nj": args.nj}
-    scp = merge_dump(args.out, args.nj, info)
-    print(f"wrote {scp}")
+    try:
+        result = merge_dump(args.out, args.nj, info, expected=utts)
+    except DataDirError as e:
+        raise SystemExit(f"dump_features: {e}") from None
+    print(result.summary())
     return 0
 
 

@@ -18,7 +18,8 @@ import argparse
 import os
 import sys
 
-from speechkit.features.dump import dump_job, merge_dump, run_jobs
+from speechkit.features.dump import dump_job, merge_dump, plan_dump, run_jobs
+from speechkit.io.datadir import DataDirError
 from speechkit.log import setup_logging
 
 
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         dump_job(args.data_dir, extractor(), args.out, args.job, args.nj, args.portion, args.seed,
                  args.sample_rate, batch_seconds=args.batch_seconds)
         return 0
+    try:  # before launching anything: an empty or broken data dir fails here, not as N empty shards
+        utts = plan_dump(args.data_dir, args.portion, args.seed)
+    except DataDirError as e:
+        raise SystemExit(f"dump_layer_features: {e}") from None
     ext = extractor()
     if args.nj == 1:
         dump_job(args.data_dir, ext, args.out, 1, 1, args.portion, args.seed, args.sample_rate,
@@ -75,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     info = {"feat": "model_layer", "checkpoint": str(args.checkpoint), "layer": args.layer, "dim": ext.dim,
             "frame_rate": ext.frame_rate, "sample_rate": args.sample_rate, "portion": args.portion,
             "seed": args.seed, "nj": args.nj}
-    scp = merge_dump(args.out, args.nj, info)
-    print(f"wrote {scp}")
+    try:
+        result = merge_dump(args.out, args.nj, info, expected=utts)
+    except DataDirError as e:
+        raise SystemExit(f"dump_layer_features: {e}") from None
+    print(result.summary())
     return 0
 
 

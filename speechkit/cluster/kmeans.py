@@ -388,6 +388,9 @@ class MiniBatchKMeans:
         x = _writable(x)
         if x.ndim != 2 or x.shape[1] != c.shape[1]:
             raise ValueError(f"expected frames of shape (T, {c.shape[1]}), got {x.shape}")
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if len(bad):  # a NaN frame is nearest to no centroid and would silently get label 0
+            raise ValueError(f"frame {int(bad[0])} ({len(bad)} frame(s) of {len(x)}) holds NaN or inf")
         c_sq = (c * c).sum(1)
         out = [nearest(torch.from_numpy(x[i : i + chunk]).to(c.device), c, c_sq)[0].cpu()
                for i in range(0, len(x), chunk)]

@@ -15,7 +15,7 @@ import kaldiio
 import numpy as np
 import torch
 
-from speechkit.io.ark import ArkError, read_scp
+from speechkit.io.ark import ArkError, check_finite, read_scp
 from speechkit.io.datadir import DataDirError, read_table
 
 
@@ -43,6 +43,10 @@ class ArraySource:
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError(f"expected a non-empty (frames, dim) array, got shape {x.shape}")
         self.x = np.ascontiguousarray(x, dtype=np.float32)
+        bad = np.flatnonzero(~np.isfinite(self.x).all(axis=1))
+        if len(bad):
+            raise ValueError(f"frame {int(bad[0])} ({len(bad)} frame(s) of {len(self.x)}) "
+                             "holds NaN or inf; expected finite features")
         self.num_frames, self.dim = self.x.shape
         self.peak_rows = self.num_frames
 
@@ -135,6 +139,7 @@ class ScpSource:
         if m.ndim != 2 or (check and m.shape[0] != self.lengths[i]):
             raise ArkError(f"{self.specs[i]}: {self.keys[i]!r} has shape {m.shape}; "
                            f"expected ({self.lengths[i]}, dim) from utt2num_frames")
+        check_finite(m, self.keys[i], self.specs[i])
         return m
 
     def blocks(self, rng: np.random.Generator | None, buffer_frames: int) -> Iterator[np.ndarray]:

@@ -37,7 +37,7 @@ import pathlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from speechkit.corpora.librispeech import ChapterScan, scan_chapter
+from speechkit.corpora.librispeech import ChapterScan, scan_chapter, warn_other_rates
 from speechkit.io.datadir import fix_data_dir, validate_data_dir, write_data_dir
 from speechkit.log import progress
 
@@ -117,15 +117,17 @@ def prepare_librilight_finetuning(
                 pool.map(scan_chapter, chapters[folder]), desc=f"scan {folder}",
                 total=len(chapters[folder]), unit="chapter"))
             utts: dict[str, tuple[str, str, int, str]] = {}
-            missing, orphans = [], []
+            missing, orphans, other_rate = [], [], {}
             for chapter_dir, scan in zip(chapters[folder], scans):
                 spk = f"{chapter_dir.parent.name}-{chapter_dir.name}"
                 missing += scan.missing_flac
                 orphans += scan.orphan_flac
+                other_rate.update(scan.other_rate)
                 for utt, (flac, text, frames) in scan.utts.items():
                     utts[utt] = (flac, text, frames, spk)
             _warn(folder, missing, "transcript lines have no flac file and were skipped")
             _warn(folder, orphans, "flac files have no transcript line and were ignored")
+            warn_other_rates(folder, other_rate)
             if not utts:
                 raise LibrilightError(f"{root / folder}: no utterance with both a transcript "
                                       f"line and a flac file; expected {_LAYOUT}")

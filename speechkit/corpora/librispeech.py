@@ -9,7 +9,8 @@ Layout read (as distributed at openslr.org/12, and as the synthetic corpus write
 becomes ``<out_dir>/<part with - as _>`` (``train-clean-100`` -> ``train_clean_100``) with
 ``wav.scp`` (absolute flac path), ``text``, ``utt2spk``/``spk2utt`` (speaker = reader-chapter,
 ``<speaker>-<chapter>``, as Kaldi's and ESPnet's recipes do, so per-speaker CMVN is per chapter)
-and ``utt2num_samples``. Combined sets: ``train_960`` when the three training parts are there,
+and ``utt2num_samples`` (samples at 16 kHz, the rate every reader resamples to: a file at another
+rate is counted as its resampled length, and warned about). Combined sets: ``train_960`` when the three training parts are there,
 ``dev`` (dev-clean + dev-other) when both are.
 
 Single missing files are warned about and counted; structural problems (no LibriSpeech parts
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from speechkit.io.audio import resampled_length
 from speechkit.io.datadir import (
     combine_data_dirs,
     fix_data_dir,
@@ -32,6 +34,8 @@ from speechkit.io.datadir import (
 )
 
 logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # LibriSpeech's rate; utt2num_samples counts samples at this rate
 
 LIBRISPEECH_PARTS = (
     "dev-clean", "dev-other", "test-clean", "test-other",
@@ -54,7 +58,8 @@ class LibriSpeechError(ValueError):
 class ChapterScan:
     """One chapter folder, parsed (also used by the Libri-light preparation)."""
 
-    utts: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # utt -> (flac, text, samples)
+    utts: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # utt -> (flac, text, 16 kHz samples)
+    other_rate: dict[str, int] = field(default_factory=dict)  # utt -> native rate, for files not at 16 kHz
     missing_flac: list[str] = field(default_factory=list)  # utt ids with a transcript, no flac
     orphan_flac: list[str] = field(default_factory=list)  # flac files with no transcript line
 
@@ -102,9 +107,15 @@ def scan_chapter(chapter_dir: Path) -> ChapterScan:
                 scan.missing_flac.append(utt)
                 continue
             try:
-                frames = sf.info(str(flac)).frames
+                info = sf.info(str(flac))
             except RuntimeError as e:  # libsndfile cannot parse the header
                 raise LibriSpeechError(f"{flac}: cannot read the audio header of {utt!r}: {e}") from e
+            # Counted at 16 kHz, the rate the audio is read at: a native-rate count of an 8 kHz file
+            # would be half the samples the features and labels are later computed from.
+            frames = info.frames
+            if info.samplerate != SAMPLE_RATE:
+                scan.other_rate[utt] = info.samplerate
+                frames = resampled_length(frames, info.samplerate, SAMPLE_RATE)
             scan.utts[utt] = (str(flac.resolve()), " ".join(text.split()), frames)
     scan.orphan_flac = sorted(str(flacs[u]) for u in set(flacs) - transcribed)
     return scan
@@ -114,6 +125,13 @@ def _warn_files(part: str, files: list[str], what: str) -> None:
     if files:
         shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
         logger.warning("%s: %d %s (first: %s)", part, len(files), what, shown)
+
+
+def warn_other_rates(part: str, other_rate: dict[str, int]) -> None:
+    """Say plainly that files not at 16 kHz will be resampled (and are counted at 16 kHz)."""
+    _warn_files(part, [f"{u} at {r} Hz" for u, r in sorted(other_rate.items())],
+                f"flac files are not at {SAMPLE_RATE} Hz: they will be resampled to {SAMPLE_RATE} Hz when "
+                f"read, and utt2num_samples counts their {SAMPLE_RATE} Hz samples")
 
 
 def _prepare_part(root: Path, part: str, out_dir: Path, num_jobs: int) -> Path:
@@ -127,15 +145,17 @@ def _prepare_part(root: Path, part: str, out_dir: Path, num_jobs: int) -> Path:
         scans = list(progress(pool.map(scan_chapter, chapters), desc=f"scan {part}", total=len(chapters),
                               unit="chapter"))
     wav_scp, text, utt2spk, num_samples = {}, {}, {}, {}
-    missing, orphans = [], []
+    missing, orphans, other_rate = [], [], {}
     for chapter_dir, scan in zip(chapters, scans):
         missing += scan.missing_flac
         orphans += scan.orphan_flac
+        other_rate.update(scan.other_rate)
         spk = f"{chapter_dir.parent.name}-{chapter_dir.name}"
         for utt, (flac, words, frames) in scan.utts.items():
             wav_scp[utt], text[utt], utt2spk[utt], num_samples[utt] = flac, words, spk, frames
     _warn_files(part, missing, "transcript lines have no flac file and were skipped")
     _warn_files(part, orphans, "flac files have no transcript line and were ignored")
+    warn_other_rates(part, other_rate)
     if not wav_scp:
         raise LibriSpeechError(f"{part_dir}: no utterance with both a transcript line and a flac file "
                                f"({len(chapters)} chapter folders); expected {_LAYOUT}")

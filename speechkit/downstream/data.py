@@ -9,10 +9,11 @@ utterances longer than ``max_sample_size`` are dropped up front (and logged), as
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import pathlib
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -51,6 +52,27 @@ class TargetDataset(AudioLabelDataset):
         self.sizes = self.sizes[keep]
         self.no_crop = no_crop
         self.targets = {u: np.asarray(targets[u], dtype=np.int64) for u in self.utt_ids}
+
+    def drop_shorter_than(self, min_samples: int, why: str) -> list[str]:
+        """Drop (and log, with counts and ids) utterances of fewer than ``min_samples`` samples.
+
+        Called once the model is known: an utterance too short for one frame of its encoder would
+        otherwise stop training at its batch, named only by its index in that batch.
+        """
+        short = [u for u, n in zip(self.utt_ids, self.sizes) if n < min_samples]
+        if not short:
+            return []
+        keep = [i for i, n in enumerate(self.sizes) if n >= min_samples]
+        if not keep:
+            raise DataDirError(f"{self.data_dir}: all {len(self.utt_ids)} utterances are shorter than "
+                               f"{min_samples} samples ({why})")
+        logger.warning("%s: dropped %d of %d utterance(s) shorter than %d samples (%s), e.g. %s", self.data_dir,
+                       len(short), len(self.utt_ids), min_samples, why, ", ".join(short[:5]))
+        self.dropped = list(self.dropped) + short
+        self.utt_ids = [self.utt_ids[i] for i in keep]
+        self.sizes = self.sizes[keep]
+        self.targets = {u: self.targets[u] for u in self.utt_ids}
+        return short
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = super().__getitem__(index)
@@ -92,12 +114,38 @@ def attach_targets(trainer: Any, no_crop: bool = True) -> None:
             setattr(trainer, name, TargetCollater(inner, no_crop))
 
 
-def text_targets(data_dir: str | os.PathLike, encode: Callable[[str], list[int]]) -> dict[str, list[int]]:
-    """``{utt: token ids}`` from ``data_dir/text``."""
+def text_targets(data_dir: str | os.PathLike, tokenizer: Any,
+                 unknown: collections.Counter[str] | None = None) -> dict[str, list[int]]:
+    """``{utt: token ids}`` from ``data_dir/text``.
+
+    Characters the tokenizer cannot spell become ``<unk>``; they are counted (into ``unknown``
+    when given) and reported with a warning naming them and an utterance, rather than silently
+    teaching the model ``<unk>`` (a tokenizer trained on other text, or an unnormalised transcript).
+    """
     dd = DataDir.load(data_dir)
+    path = pathlib.Path(data_dir) / "text"
     if dd.text is None:
-        raise DataDirError(f"{pathlib.Path(data_dir) / 'text'}: not found; CTC training needs transcripts")
-    return {utt: encode(text) for utt, text in dd.text.items()}
+        raise DataDirError(f"{path}: not found; CTC training needs transcripts")
+    counts: collections.Counter[str] = collections.Counter()
+    first: dict[str, str] = {}  # unknown char -> first utterance with it
+    n_utts = 0
+    targets = {}
+    for utt, text in dd.text.items():
+        targets[utt] = tokenizer.encode(text)
+        bad = tokenizer.unknown_chars(text)
+        if bad:
+            n_utts += 1
+            counts.update(bad)
+            for c in bad:
+                first.setdefault(c, utt)
+    if counts:
+        shown = ", ".join(f"{c!r} x{n} (e.g. {first[c]})" for c, n in counts.most_common(10))
+        logger.warning("%s: %d character(s) in %d of %d utterance(s) are not in the tokenizer's vocabulary and "
+                       "become <unk>: %s%s", path, sum(counts.values()), n_utts, len(targets), shown,
+                       ", ..." if len(counts) > 10 else "")
+    if unknown is not None:
+        unknown.update(counts)
+    return targets
 
 
 def speaker_of(data_dir: str | os.PathLike, key: str = "prefix") -> dict[str, str]:

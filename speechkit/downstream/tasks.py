@@ -17,6 +17,7 @@ The config's ``model`` section holds the task's own options:
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -31,11 +32,13 @@ from torch import nn
 
 from speechkit.models import PretrainedLoadError, load_pretrained, resolve_config
 from speechkit.models.encoder import EncoderConfig
+from speechkit.models.registry import read_checkpoint
 from speechkit.train.config import ConfigError, TrainConfig
 
-from .ctc_model import ProbeCTCModel, build_ctc_model
+from .ctc_model import CTCConfig, ProbeCTCConfig, ProbeCTCModel, build_ctc_model
 from .data import TargetDataset, attach_targets, speaker_of, speaker_targets, text_targets
-from .speaker import SpeakerIDModel
+from .featurizer import find_encoder
+from .speaker import SpeakerIDConfig, SpeakerIDModel
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +51,7 @@ def load_model_checkpoint(path: str | os.PathLike, map_location: str = "cpu") ->
     """Any speechkit checkpoint -> (model in eval mode, checkpoint dict): downstream archs (ctc, probe_ctc,
     sid) and every arch of the model registry (pre-training models, imported ones)."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise PretrainedLoadError(f"{path}: checkpoint file not found")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
-        raise PretrainedLoadError(f"{path}: not a speechkit checkpoint (needs 'model' and 'model_config')")
+    state = read_checkpoint(path, map_location)  # a truncated or foreign file: an error naming it
     arch = state["model_config"].get("arch")
     if arch == "probe_ctc":
         model: nn.Module = ProbeCTCModel.from_config(state["model_config"])
@@ -94,6 +93,22 @@ def _pop_arch(model_sec: dict[str, Any], task: str, source: str) -> dict[str, An
     return sec
 
 
+# Fields of each task's model config that the task fills itself (not settable in the YAML model section).
+_SET_BY_TASK = {"ctc": (CTCConfig, {"arch", "encoder", "vocab_size", "encoder_kind"}),
+                "probe_ctc": (ProbeCTCConfig, {"arch", "upstream", "vocab_size"}),
+                "sid": (SpeakerIDConfig, {"arch", "upstream", "speakers"})}
+
+
+def _check_options(sec: dict[str, Any], task: str, source: str) -> None:
+    """An unknown key in the model section is an error naming the file and the key (not a TypeError)."""
+    cls, fixed = _SET_BY_TASK[task]
+    known = sorted({f.name for f in dataclasses.fields(cls)} - fixed)
+    unknown = [k for k in sec if k not in known]
+    if unknown:
+        raise ConfigError(f"{source}: model.{unknown[0]}: unknown option for task {task!r}"
+                          f"{f' (also unknown: {unknown[1:]})' if unknown[1:] else ''}; known: {known}")
+
+
 def _datasets(cfg: TrainConfig, train_dir: str, valid_dir: str | None, targets_of, no_crop: bool):
     dc = cfg.data
     kw = dict(sample_rate=dc.sample_rate, min_sample_size=dc.min_sample_size, max_sample_size=dc.max_sample_size,
@@ -117,7 +132,13 @@ def build_task(task: str, cfg: TrainConfig, train_dir: str, valid_dir: str | Non
         tok = load_tokenizer(tokenizer_dir)
         if not cfg.data.pad_audio:
             raise ConfigError(f"{source}: data.pad_audio must be true for CTC (a transcript cannot be cropped)")
-        train, valid = _datasets(cfg, train_dir, valid_dir, lambda d: text_targets(d, tok.encode), no_crop=True)
+        unknown: collections.Counter[str] = collections.Counter()  # of the training text
+
+        def targets_of(d: str) -> dict[str, list[int]]:
+            return text_targets(d, tok, unknown if d == train_dir else None)
+
+        train, valid = _datasets(cfg, train_dir, valid_dir, targets_of, no_crop=True)
+        info["unknown characters"] = {"count": sum(unknown.values()), "chars": "".join(sorted(unknown))}
         if task == "ctc":
             enc_over = dict(sec.pop("encoder", None) or {})
             if init is not None:
@@ -125,21 +146,29 @@ def build_task(task: str, cfg: TrainConfig, train_dir: str, valid_dir: str | Non
                 if arch_keys:
                     raise ConfigError(f"{source}: model.{arch_keys[0]}: the architecture comes from the --init "
                                       "checkpoint; put fine-tuning overrides under model.encoder")
+                _check_options(sec, task, source)
                 upstream = load_upstream(init)
-                model = build_ctc_model(tok.vocab_size, init=upstream, from_scratch=from_scratch,
-                                        encoder_overrides=enc_over, **sec)
+                try:
+                    model = build_ctc_model(tok.vocab_size, init=upstream, from_scratch=from_scratch,
+                                            encoder_overrides=enc_over, **sec)
+                except ValueError as e:  # a bad value or encoder override: name the config file
+                    raise ConfigError(f"{source}: {e}") from e
             else:  # no checkpoint: the architecture from the config (a preset + overrides), random init
-                head_keys = {"freeze_finetune_updates", "freeze_feature_extractor", "final_dropout", "zero_infinity",
-                             "blank"}
+                cls, fixed = _SET_BY_TASK[task]
+                head_keys = {f.name for f in dataclasses.fields(cls)} - fixed
                 head = {k: sec.pop(k) for k in list(sec) if k in head_keys}
-                arch_cfg = resolve_config({"arch": "hubert", **sec, "encoder": {}})
-                model = build_ctc_model(tok.vocab_size, encoder_config=arch_cfg.encoder, encoder_overrides=enc_over,
-                                        from_scratch=True, **head)
+                try:
+                    arch_cfg = resolve_config({"arch": "hubert", **sec, "encoder": {}})
+                    model = build_ctc_model(tok.vocab_size, encoder_config=arch_cfg.encoder,
+                                            encoder_overrides=enc_over, from_scratch=True, **head)
+                except ValueError as e:  # unknown architecture keys, bad values: name the config file
+                    raise ConfigError(f"{source}: model: {e} (CTC head options: {sorted(head_keys)})") from e
                 from_scratch = True
             info["init"] = "scratch" if from_scratch else str(init)
         else:
             if init is None:
                 raise ValueError("task probe_ctc needs --init (the frozen upstream checkpoint)")
+            _check_options(sec, task, source)
             model = ProbeCTCModel.from_upstream(load_upstream(init), tok.vocab_size, **sec)
             info["init"] = str(init)
         setup = TaskSetup(model, train, valid, info, tok)
@@ -147,6 +176,7 @@ def build_task(task: str, cfg: TrainConfig, train_dir: str, valid_dir: str | Non
         if init is None:
             raise ValueError("task sid needs --init (the upstream checkpoint)")
         key = sec.pop("speaker_key", "prefix")
+        _check_options(sec, task, source)
         spk_train = speaker_of(train_dir, key)
         speakers = sorted(set(spk_train.values()))
         targets_of = lambda d: speaker_targets(speaker_of(d, key), speakers, str(d))  # noqa: E731
@@ -154,6 +184,11 @@ def build_task(task: str, cfg: TrainConfig, train_dir: str, valid_dir: str | Non
         model = SpeakerIDModel.from_upstream(load_upstream(init), speakers, **sec)
         info.update({"init": str(init), "speakers": len(speakers), "speaker_key": key})
         setup = TaskSetup(model, train, valid, info)
+    enc = find_encoder(setup.model)
+    if enc is not None:  # drop, with a counted log, what the encoder cannot make one frame of
+        for ds in (setup.train_set, setup.valid_set):
+            if ds is not None:
+                ds.drop_shorter_than(enc.min_samples(), "less than one frame of the conv feature extractor")
     setup.info["labeled utts"] = len(setup.train_set)
     setup.info["trainable params"] = sum(p.numel() for p in setup.model.parameters() if p.requires_grad)
     return setup

@@ -2,9 +2,13 @@
 
 Layout written into ``out_dir`` (e.g. ``dump/mfcc/train``)::
 
-    feats.<job>.ark  feats.<job>.scp  utt2num_frames.<job>   (one set per job)
-    feats.scp  utt2num_frames  feat_info.json                 (merged by ``merge_dump``)
-    log/dump.<job>.log                                        (written by the launcher)
+    feats.<job>.ark  feats.<job>.scp  utt2num_frames.<job>  skipped.<job>   (one set per job)
+    feats.scp  utt2num_frames  skipped  feat_info.json              (merged by ``merge_dump``)
+    log/dump.<job>.log                                              (written by the launcher)
+
+``skipped`` lists the utterances too short for one analysis window (``<utt> <num_samples>``);
+``merge_dump`` reports "wrote N of M utterances, K skipped" so they show on the console, not
+only inside the per-job logs.
 
 Any ``FeatureExtractor`` (``(wav) -> (T, D)``, optionally ``batch(wavs)``) can be
 dumped; ``register_extractor`` lets other modules (e.g. a model-layer dumper) add
@@ -19,7 +23,9 @@ import logging
 import os
 import pathlib
 import shlex
+import re
 import subprocess
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -28,7 +34,7 @@ from speechkit.features.kaldi import Fbank, FeatureExtractor
 from speechkit.features.mfcc import Mfcc
 from speechkit.io.ark import ArkWriter, merge_scps
 from speechkit.io.audio import AudioReader
-from speechkit.io.datadir import DataDir, DataDirError, read_table, write_table
+from speechkit.io.datadir import DataDir, DataDirError, read_table, validate_data_dir, write_table
 from speechkit.launch import launcher_args
 from speechkit.log import progress
 
@@ -72,6 +78,18 @@ def job_slice(utt_ids: Sequence[str], job: int, nj: int) -> list[str]:
     return list(utt_ids[(job - 1) * n // nj : job * n // nj])
 
 
+def plan_dump(data_dir: str | os.PathLike, portion: float | None = None, seed: int = 0) -> list[str]:
+    """Validate ``data_dir`` and return the utterances a dump will cover (before any job starts).
+
+    An empty or broken data dir is an error here, rather than N jobs writing empty shards.
+    """
+    validate_data_dir(data_dir)
+    utts = select_portion(DataDir.load(data_dir).utt_ids, portion, seed)
+    if not utts:
+        raise DataDirError(f"{data_dir}: no utterances to dump")
+    return utts
+
+
 def dump_job(
     data_dir: str | os.PathLike,
     extractor: FeatureExtractor,
@@ -95,7 +113,7 @@ def dump_job(
     reader = AudioReader(data, sample_rate=sample_rate)
     batched = hasattr(extractor, "batch")
     frames: dict[str, int] = {}
-    skipped: list[str] = []
+    skipped: dict[str, int] = {}  # utt -> its number of samples
     pending: list[tuple[str, np.ndarray]] = []
     pending_samples = 0
 
@@ -103,9 +121,9 @@ def dump_job(
         nonlocal pending, pending_samples
         wavs = [w for _, w in pending]
         feats = extractor.batch(wavs) if batched else [extractor(w) for w in wavs]
-        for (utt, _), f in zip(pending, feats):
+        for (utt, wav), f in zip(pending, feats):
             if f.shape[0] == 0:
-                skipped.append(utt)
+                skipped[utt] = len(wav)
                 continue
             writer.write(utt, f)
             frames[utt] = int(f.shape[0])
@@ -121,29 +139,63 @@ def dump_job(
         if pending:
             flush(writer)
     write_table(out / f"utt2num_frames.{job}", frames)
+    write_table(out / f"skipped.{job}", skipped)
     if skipped:
+        names = sorted(skipped)
         logger.warning(
             "%s: skipped %d utterance(s) shorter than one analysis window (no frames): %s",
-            data.path, len(skipped), " ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""),
+            data.path, len(skipped), " ".join(names[:10]) + (" ..." if len(names) > 10 else ""),
         )
     logger.info("job %d/%d: wrote %d utterances, %d frames to %s", job, nj, len(frames), sum(frames.values()), out)
     return len(frames)
 
 
-def merge_dump(out_dir: str | os.PathLike, nj: int, info: dict | None = None) -> pathlib.Path:
-    """Merge the jobs' scp and utt2num_frames into ``feats.scp`` / ``utt2num_frames``."""
+@dataclass
+class DumpResult:
+    """What ``merge_dump`` wrote: the merged scp and the counts behind its summary line."""
+
+    scp: pathlib.Path
+    written: int
+    skipped: int
+    skipped_list: pathlib.Path
+
+    def summary(self) -> str:
+        total = self.written + self.skipped
+        where = f" (list in {self.skipped_list})" if self.skipped else ""
+        return f"wrote {self.written} of {total} utterances to {self.scp}, {self.skipped} skipped{where}"
+
+
+def merge_dump(out_dir: str | os.PathLike, nj: int, info: dict | None = None,
+               expected: Sequence[str] | None = None) -> DumpResult:
+    """Merge the jobs' scp, utt2num_frames and skipped lists into ``feats.scp`` / ``utt2num_frames`` / ``skipped``.
+
+    ``expected`` (from ``plan_dump``) is checked against written + skipped utterances. Zero
+    utterances written is an error: nothing downstream can use an empty dump.
+    """
     out = pathlib.Path(out_dir)
-    missing = [str(out / f"feats.{j}.scp") for j in range(1, nj + 1) if not (out / f"feats.{j}.scp").is_file()]
+    missing = [str(out / name) for j in range(1, nj + 1)
+               for name in (f"feats.{j}.scp", f"utt2num_frames.{j}", f"skipped.{j}") if not (out / name).is_file()]
     if missing:
         raise DataDirError(f"{out}: job output missing: {', '.join(missing)} (see {out}/log/)")
-    merge_scps([out / f"feats.{j}.scp" for j in range(1, nj + 1)], out / "feats.scp")
     num: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     for j in range(1, nj + 1):
         num.update(read_table(out / f"utt2num_frames.{j}"))
+        skipped.update(read_table(out / f"skipped.{j}"))
+    if expected is not None:
+        lost = sorted(set(expected) - set(num) - set(skipped))
+        if lost:
+            raise DataDirError(f"{out}: {len(lost)} utterance(s) neither written nor skipped by the jobs, "
+                               f"e.g. {lost[:5]} (see {out}/log/)")
+    skipped_list = write_table(out / "skipped", skipped)
+    if not num:
+        raise DataDirError(f"{out}: wrote 0 of {len(skipped)} utterances: every one is shorter than one "
+                           f"analysis window (list in {skipped_list})")
+    merge_scps([out / f"feats.{j}.scp" for j in range(1, nj + 1)], out / "feats.scp")
     write_table(out / "utt2num_frames", num)
     if info is not None:
         (out / "feat_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    return out / "feats.scp"
+    return DumpResult(out / "feats.scp", len(num), len(skipped), skipped_list)
 
 
 def find_launcher(cmd: str) -> list[str]:
@@ -176,4 +228,31 @@ def run_jobs(cmd: str, nj: int, log_file: str | os.PathLike, argv: Sequence[str]
     logger.info("launching %d job(s): %s", nj, shlex.join(full))
     res = subprocess.run(full)
     if res.returncode != 0:
-        raise RuntimeError(f"{nj} job(s) via {cmd} failed (exit {res.returncode}); see {log_file} (JOB=1..{nj})")
+        failed = failed_jobs(log_file, nj)
+        which = "; ".join(f"job {j}: {why}, see {log}" for j, log, why in failed)
+        raise RuntimeError(f"{len(failed) or 'some'} of {nj} job(s) via {cmd} failed (launcher exit "
+                           f"{res.returncode}){': ' + which if which else f'; see {log_file} (JOB=1..{nj})'}")
+
+
+# The launcher's log footer, Kaldi's "# Ended (code 1) at ..." (or "code 0; signal 9" for a kill).
+_FOOTER = re.compile(r"^# Ended \(code (-?\d+)(?:; signal (\d+))?\)", re.M)
+
+
+def failed_jobs(log_file: str | os.PathLike, nj: int) -> list[tuple[int, str, str]]:
+    """``(job, log, why)`` of each job whose log does not end with exit code 0 (read from the footers)."""
+    failed = []
+    for j in range(1, nj + 1):
+        log = str(log_file).replace("JOB", str(j))
+        try:
+            with open(log, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            failed.append((j, log, "no log"))
+            continue
+        ends = _FOOTER.findall(text)
+        if not ends:
+            failed.append((j, log, "no exit status in its log (killed, or never finished)"))
+        elif ends[-1] != ("0", ""):
+            code, sig = ends[-1]
+            failed.append((j, log, f"signal {sig}" if sig else f"exit code {code}"))
+    return failed

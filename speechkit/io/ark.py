@@ -23,11 +23,28 @@ import numpy as np
 
 from speechkit.io.tables import DataDirError, PathLike, parse_table, write_lines_atomic, write_table
 
-__all__ = ["ArkWriter", "read_scp", "merge_scps", "ScpReader", "ArkError"]
+__all__ = ["ArkWriter", "read_scp", "merge_scps", "ScpReader", "ArkError", "check_finite"]
 
 
 class ArkError(ValueError):
     """Bad data for, or a failure reading, an ark/scp entry (names the key and file)."""
+
+
+def check_finite(arr: np.ndarray, key: str, where: str) -> None:
+    """Raise ``ArkError`` naming ``key`` and its first frame (row) holding NaN or inf.
+
+    An ark written by another tool (or damaged on disk) can hold non-finite floats; k-means
+    would turn them into a NaN centroid and label 0, silently, so readers refuse them.
+    """
+    if arr.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1)) if arr.ndim else np.zeros(1, np.int64)
+    what = "frame" if arr.ndim == 2 else "element"
+    raise ArkError(f"{where}: {key!r} has NaN or inf at {what} {int(rows[0])} "
+                   f"({len(rows)} {what}(s) of {len(arr) if arr.ndim else 1}); expected finite values")
 
 
 class ArkWriter:
@@ -100,9 +117,11 @@ class ScpReader(collections.abc.Mapping):
     def __getitem__(self, key: str) -> np.ndarray:
         spec = self._entries[key]
         try:
-            return np.asarray(kaldiio.load_mat(spec))
+            arr = np.asarray(kaldiio.load_mat(spec))
         except (OSError, ValueError, EOFError) as e:
             raise ArkError(f"{self.scp_path}: cannot load {key!r} from {spec!r}: {e}") from e
+        check_finite(arr, key, f"{self.scp_path} ({spec})")
+        return arr
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

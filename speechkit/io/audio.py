@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-__all__ = ["AudioError", "load_audio", "audio_duration", "AudioReader", "is_pipe", "resample"]
+__all__ = ["AudioError", "load_audio", "audio_duration", "AudioReader", "is_pipe", "resample", "resampled_length"]
 
 # Segment ends may overshoot the recording slightly (rounding in segment files); Kaldi's
 # extract-segments tolerates 0.5 s and truncates. Beyond that the segment is wrong.
@@ -145,6 +145,11 @@ def _slice(data: np.ndarray, rate: int, start: float, end: float | None, spec: s
         return data
     b, e = _bounds(len(data), rate, start, end, spec, utt)
     return data[b:e]
+
+
+def resampled_length(num_samples: int, orig_sr: int, new_sr: int) -> int:
+    """Length ``resample`` gives a ``num_samples`` signal (torchaudio rounds up), without decoding it."""
+    return -(-num_samples * new_sr // orig_sr)
 
 
 def resample(wav: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:

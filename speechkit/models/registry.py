@@ -93,7 +93,8 @@ def build_model(model_config: dict[str, Any]) -> nn.Module:
     return _REGISTRY[cfg.arch].model_cls(cfg)
 
 
-def _read_checkpoint(path: pathlib.Path, map_location: str | torch.device) -> dict[str, Any]:
+def read_checkpoint(path: pathlib.Path, map_location: str | torch.device) -> dict[str, Any]:
+    """The checkpoint dict at ``path``; any unreadable, truncated or foreign file is a PretrainedLoadError naming it."""
     if not path.is_file():
         raise PretrainedLoadError(f"{path}: checkpoint file not found")
     try:
@@ -118,7 +119,7 @@ def load_pretrained(path: str | os.PathLike, map_location: str | torch.device = 
                     strict: bool = True) -> nn.Module:
     """Build the model described by the checkpoint's `model_config` and load its weights (eval mode)."""
     path = pathlib.Path(path)
-    state = _read_checkpoint(path, map_location)
+    state = read_checkpoint(path, map_location)
     try:
         model = build_model(state["model_config"])
     except (ValueError, TypeError, KeyError) as e:

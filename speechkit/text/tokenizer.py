@@ -7,6 +7,8 @@ One small interface, :class:`Tokenizer`:
 - ``decode(ids) -> str`` maps ids back to text, dropping the CTC blank;
 - ``vocab_size`` counts every id including the blank; ``tokens`` lists them by id;
 - id 0 is always the CTC blank ``<blank>``, id 1 is ``<unk>``;
+- ``unknown_chars(text)`` counts the characters that ``encode`` cannot spell (they become ``<unk>``),
+  so training code can report them instead of learning ``<unk>`` silently;
 - ``save(folder)`` writes ``tokenizer.json`` (type + options), ``tokens.txt`` (``<token> <id>``
   per line, as in icefall/k2 recipes) and, for sentencepiece, ``spm.model``;
   :func:`load_tokenizer` reads any of them back.
@@ -71,6 +73,15 @@ class Tokenizer(abc.ABC):
     @abc.abstractmethod
     def decode(self, ids: Sequence[int]) -> str:
         ...
+
+    @abc.abstractmethod
+    def known_chars(self) -> frozenset[str]:
+        """Every character some token spells (a character outside it is encoded as ``<unk>``)."""
+
+    def unknown_chars(self, text: str) -> collections.Counter[str]:
+        """Characters of the normalised ``text`` outside the vocabulary, with their counts."""
+        known = self.known_chars()
+        return collections.Counter(c for c in self.normalize(text) if c != " " and c not in known)
 
     def _meta(self) -> dict:
         return {"type": self.kind, "vocab_size": self.vocab_size, "normalizer": self.normalizer.to_dict()}
@@ -144,6 +155,9 @@ class CharTokenizer(Tokenizer):
             ids.extend(self._index.get(c, self.unk_id) for c in word)
         return ids
 
+    def known_chars(self) -> frozenset[str]:
+        return frozenset(self._tokens[3:])
+
     def decode(self, ids: Sequence[int]) -> str:
         pieces = []
         for i in self._check_ids(ids):
@@ -204,6 +218,12 @@ class SentencePieceTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return list(self._sp.encode(self.normalize(text), out_type=int))
+
+    def known_chars(self) -> frozenset[str]:
+        if not hasattr(self, "_known"):  # the characters of the normal pieces ("\u2581" marks a word start)
+            normal = [t for i, t in enumerate(self._tokens) if not (self._sp.is_control(i) or self._sp.is_unknown(i))]
+            self._known = frozenset("".join(normal).replace("\u2581", ""))
+        return self._known
 
     def decode(self, ids: Sequence[int]) -> str:
         ids = [i for i in self._check_ids(ids) if i != self.blank_id]

@@ -74,14 +74,26 @@ def load_checkpoint(
     return state
 
 
+_ABSENT = "<absent>"
+
+
+def config_diff(saved: Any, current: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted.key, saved, current)`` for every leaf that differs, descending into nested dicts."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        out = []
+        for k in sorted(set(saved) | set(current), key=str):
+            out += config_diff(saved.get(k, _ABSENT), current.get(k, _ABSENT), f"{prefix}{k}.")
+        return out
+    return [] if saved == current else [(prefix.rstrip("."), saved, current)]
+
+
 def check_model_config(path: str | os.PathLike, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to resume into a model built from a different config."""
-    keys = sorted(set(saved) | set(current))
-    diff = [k for k in keys if saved.get(k, "<absent>") != current.get(k, "<absent>")]
+    """Refuse to resume into a model built from a different config, naming the differing fields."""
+    diff = config_diff(saved, current)
     if diff:
-        shown = "; ".join(f"{k}: checkpoint {saved.get(k, '<absent>')!r} vs now {current.get(k, '<absent>')!r}"
-                          for k in diff[:5])
-        raise CheckpointError(f"{path}: checkpoint was made with a different model config ({shown})")
+        shown = "; ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, a, b in diff[:5])
+        more = f" and {len(diff) - 5} more" if len(diff) > 5 else ""
+        raise CheckpointError(f"{path}: checkpoint was made with a different model config ({shown}{more})")
 
 
 # ---- RNG state ----------------------------------------------------------------------------
