@@ -118,10 +118,17 @@ def test_span_sources_do_not_overlap_their_span():
 
 def test_feature_masking_uses_fused_mask_embedding():
     model = tiny(masking_type="feature", modality_dropout=0.0)
-    out = model.avhubert(*[make_batch()[k] for k in ("audio_feats", "video", "lengths")], mask=True)
-    assert out.mask_indices is not None and out.mask_indices.any()
-    x0 = out.hidden_states[0]  # input to layer 0 = masked features after pos conv; check the mask upstream
-    assert x0.shape == (2, 8, 64)
+    seen = {}
+    model.avhubert.encoder.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    b = make_batch()
+    torch.manual_seed(0)
+    out = model.avhubert(b["audio_feats"], b["video"], b["lengths"], mask=True)
+    m = out.mask_indices
+    assert m is not None and m.any() and not m[1, 6:].any()
+    is_emb = (seen["x"] == model.avhubert.mask_emb).all(-1)  # (B, T): rows replaced by the D-dim embedding
+    assert torch.equal(is_emb, m)
+    unmasked = model.avhubert(b["audio_feats"], b["video"], b["lengths"], mask=False)
+    assert unmasked.mask_indices is None
 
 
 def test_modality_dropout_frequencies_and_effect():
