@@ -148,11 +148,11 @@ def test_modality_dropout_frequencies_and_effect():
     b = make_batch(size=16)
     counts = {None: 0, "audio": 0, "video": 0}
     torch.manual_seed(0)
-    for _ in range(200):
+    for _ in range(100):
         out = model.avhubert(b["audio_feats"], b["video"], b["lengths"], num_layers=0)
         counts[out.dropped] += 1
-    # expected 100 / 50 / 50; the bounds are more than 3.5 standard deviations away
-    assert 70 < counts[None] < 130 and 25 < counts["audio"] < 75 and 25 < counts["video"] < 75, counts
+    # expected 50 / 25 / 25; the bounds are 3.5 standard deviations away
+    assert 32 < counts[None] < 68 and 10 < counts["audio"] < 40 and 10 < counts["video"] < 40, counts
     # a dropped stream is exactly a missing one (zero-filled features)
     always_audio = tiny(modality_dropout=1.0, audio_dropout=1.0).train()
     video_only = always_audio.avhubert(None, b["video"], b["lengths"])
