@@ -25,7 +25,8 @@ from speechkit.log import setup_logging
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True, help="Kaldi data dir (wav.scp, optional segments)")
-    p.add_argument("--feat", default="mfcc", help="feature type: mfcc or fbank (default mfcc)")
+    p.add_argument("--feat", default="mfcc", help="feature type: mfcc, fbank, or avfbank (AV-HuBERT's 104-d "
+                   "stacked log-fbank at 25 Hz) (default mfcc)")
     p.add_argument("--out", required=True, help="output folder for shards, feats.scp, utt2num_frames")
     p.add_argument("--nj", type=int, default=1, help="number of jobs")
     p.add_argument("--job", type=int, default=None, help="run only this job (1-based); set by the launcher")

@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from speechkit.features.av_audio import AVFbank
 from speechkit.features.kaldi import Fbank, FeatureExtractor
 from speechkit.features.mfcc import Mfcc
 from speechkit.io.ark import ArkWriter, merge_scps
@@ -44,6 +45,8 @@ ExtractorFactory = Callable[..., FeatureExtractor]
 _EXTRACTORS: dict[str, ExtractorFactory] = {
     "mfcc": lambda sample_rate=16000, device="cpu", **kw: Mfcc(sample_rate=sample_rate, device=device, **kw),
     "fbank": lambda sample_rate=16000, device="cpu", **kw: Fbank(sample_rate=sample_rate, device=device, **kw),
+    # AV-HuBERT's 104-d stacked log-fbank at 25 Hz (numpy, CPU only)
+    "avfbank": lambda sample_rate=16000, device="cpu", **kw: AVFbank(sample_rate=sample_rate, **kw),
 }
 
 

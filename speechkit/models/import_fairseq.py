@@ -225,6 +225,10 @@ def import_fairseq(source: str | os.PathLike | Mapping[str, Any], num_classes: i
         ckpt, name = source, "<fairseq checkpoint dict>"
     else:
         ckpt, name = read_fairseq_checkpoint(source, trust_pickle), str(source)
+    from .import_avhubert import import_avhubert, is_avhubert_state
+
+    if is_avhubert_state(ckpt["model"]):  # audio-visual: its own table (speechkit.models.import_avhubert)
+        return import_avhubert(ckpt, name, num_classes)
     m = fairseq_model_config(ckpt, name)
     state = {k[len(FINETUNE_PREFIX):] if k.startswith(FINETUNE_PREFIX) else k: v for k, v in ckpt["model"].items()}
     arch = _detect_arch(m.get("_name"), set(state))

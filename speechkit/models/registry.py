@@ -47,6 +47,10 @@ def _ensure_builtin() -> None:
         from .hubert import HubertConfig, HubertPretrainModel
         from .presets import HUBERT_PRESETS
         register_model("hubert", HubertConfig, HubertPretrainModel, HUBERT_PRESETS)
+    if "avhubert" not in _REGISTRY:  # audio-visual HuBERT (speechkit.models.avhubert)
+        from .av_presets import AVHUBERT_PRESETS
+        from .avhubert import AVHubertConfig, AVHubertPretrainModel
+        register_model("avhubert", AVHubertConfig, AVHubertPretrainModel, AVHUBERT_PRESETS)
     if "wav2vec2" not in _REGISTRY:  # wav2vec2, wavlm, data2vec (speechkit.models.ssl_presets)
         from .ssl_presets import register_objectives
         register_objectives(register_model)
