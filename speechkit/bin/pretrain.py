@@ -90,11 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     set_seed(cfg.trainer.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = build_model(cfg.model)
     model_config = model.model_config() if hasattr(model, "model_config") else dict(cfg.model)
-    layerdrop = (model_config.get("encoder") or {}).get("layerdrop", model_config.get("layerdrop", 0.0))
-    if info.distributed and layerdrop and not cfg.trainer.find_unused_parameters:
-        # a dropped layer's parameters get no gradient; DDP must be told to expect that
-        logger.info("layerdrop %.3g > 0: enabling trainer.find_unused_parameters for DDP", layerdrop)
-        cfg.trainer.find_unused_parameters = True
     if info.is_main:
         logger.info("command: %s", shlex.join([sys.executable, "-m", "speechkit.bin.pretrain", *sys.argv[1:]]))
     trainer = Trainer(model, cfg, args.exp_dir, train_set, valid_set, dist_info=info, model_config=model_config)

@@ -24,12 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from speechkit.io.datadir import (
-    combine_data_dirs,
-    fix_data_dir,
-    validate_data_dir,
-    write_data_dir,
-)
+from speechkit.io.datadir import validate_data_dir, write_data_dir
+from speechkit.io.datadir_ops import combine_data_dirs, fix_data_dir
 
 logger = logging.getLogger(__name__)
 
