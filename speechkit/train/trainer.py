@@ -119,13 +119,13 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             reason = "trainer.find_unused_parameters" if self.tc.find_unused_parameters else \
                 unused_parameters_reason(self.model)
-            if reason is not None and self.info.is_main:
-                logger.info("DDP looks for parameters without gradient each step (%s)", reason)
+            self._ddp_note = "" if reason is None else f"DDP looks for parameters without gradient each step ({reason})"
             self.ddp_model: nn.Module = DistributedDataParallel(
                 self.model, device_ids=ids, find_unused_parameters=reason is not None
             )
         else:
             self.ddp_model = self.model
+            self._ddp_note = ""
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.schedule = LRSchedule(cfg.schedule, cfg.optim.lr, self.tc.max_updates)
 
@@ -490,6 +490,8 @@ class Trainer:
         logger.info("model: %s, %.2fM parameters; %d processes on %s; amp %s; update_freq %d",
                     self.model_config.get("arch", type(self.model).__name__), n_params / 1e6,
                     self.info.world_size, self.device, self.amp_dtype or "off (fp32)", self.tc.update_freq)
+        if self._ddp_note:
+            logger.info("%s", self._ddp_note)
 
     def _close_logs(self) -> None:
         if self._writer is not None:
