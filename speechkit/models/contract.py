@@ -24,6 +24,8 @@ class Batch(TypedDict, total=False):
     labels: Tensor  # (B, L) int64, padded with -100 (the ignore index of cross-entropy)
     label_lens: Tensor  # (B,) int64 valid labels
     utt_ids: list[str]  # B utterance ids, in batch order: errors name them
+    labels_list: list[Tensor]  # several label streams: each (B, L_s); `labels` is the first
+    label_lens_list: list[Tensor]
 
 
 @runtime_checkable
