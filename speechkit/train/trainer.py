@@ -9,13 +9,14 @@ Usage::
 The model follows the batch contract (:mod:`speechkit.models.contract`, CONTRACT.md):
 ``model(batch) -> (loss, stats, sample_size)``. As in speechkit's models, ``loss`` is by default the
 *mean* over ``sample_size`` units (its sum is ``loss * sample_size``); a model whose loss is already a
-sum sets ``loss_reduction = "sum"``. Optional hooks: ``set_num_updates(n)`` after every update and after
-a resume, ``after_update(n)`` once after every update, ``has_unused_parameters()`` for DDP.
-Batches come from ``collater`` (default: :func:`make_collater` of the config, audio and frame labels);
-downstream tasks pass their own (e.g. one adding transcripts as labels).
-Either way the trainer back-propagates the summed loss and divides the gradients by the total
-sample size of the update across accumulation steps and ranks (fairseq's normalisation), so
-``update_freq=2`` with half batches is the same update as one full batch.
+sum sets ``loss_reduction = "sum"``. Either way the trainer back-propagates the summed loss and
+divides the gradients by the total sample size of the update across accumulation steps and ranks
+(fairseq's normalisation), so ``update_freq=2`` with half batches is the same update as one full batch.
+
+Optional model hooks: ``set_num_updates(n)`` after every update and after a resume, ``after_update(n)``
+once after every update, ``has_unused_parameters()`` for DDP (LayerDrop is detected here). Batches come
+from ``collater`` (default: :func:`make_collater` of the config: audio and frame labels); downstream
+tasks pass their own (e.g. one adding transcripts as labels).
 
 Stats are averaged weighted by sample size; keys ``sample_size``, ``*_sum`` and ``count_*`` are
 totals and are not logged.
