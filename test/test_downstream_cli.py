@@ -75,6 +75,7 @@ def test_finetune_freeze_resume_decode(data, tmp_path):
     rec = read_result_json(out / "result.json")
     assert rec.metric == "WER" and rec.values["Snt"] == 6
     assert rec.info["labeled utts"] == 12 and rec.info["updates"] == 4 and rec.info["decode"] == "greedy"
+    assert rec.info["peak lr"] == 2.0e-3  # a number: decode_ctc hands the facts to the scorer, not through argv
     for name in ("result.txt", "alignment.txt", "result_cer.json"):
         assert (out / name).is_file(), name
     out_b = tmp_path / "exp" / "ft" / "decode_test_beam"

@@ -170,7 +170,7 @@ def test_wavlm_upstream_keeps_its_relative_bias_through_ctc_fine_tuning(tmp_path
     torch.save({"model": model.state_dict(), "model_config": model.model_config(), "num_updates": 0}, ckpt)
     ft = build_ctc_model(7, init=load_upstream(ckpt))
     assert isinstance(ft.encoder, WavLMEncoder)
-    for k, v in model.hubert.state_dict().items():  # every weight, the relative bias included
+    for k, v in model.encoder.state_dict().items():  # every weight, the relative bias included
         assert torch.equal(ft.state_dict()["encoder." + k], v), k
     # the saved fine-tuned model rebuilds as a WavLM encoder with the same outputs
     again = CTCModel(CTCConfig.from_dict(ft.model_config()))

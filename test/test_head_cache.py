@@ -121,7 +121,7 @@ def test_spectral_upstream_frames_and_lengths():
 
 def test_cli_fbank_baseline_and_ssl_upstream_end_to_end(tmp_path):
     from speechkit.bin import eval_sid, make_trials, train_sid_cached
-    from speechkit.downstream.tasks import load_model_checkpoint
+    from speechkit.models import load_pretrained_with_state
 
     train = make_data_dir(tmp_path / "train", _texts(3, 6))
     dev = make_data_dir(tmp_path / "dev", _texts(3, 2, offset=50))
@@ -134,7 +134,7 @@ def test_cli_fbank_baseline_and_ssl_upstream_end_to_end(tmp_path):
     info = json.loads((exp / "downstream_info.json").read_text())
     assert info["training"] == "cached moments" and info["speakers"] == 3 and info["init"] == "fbank"
     assert len(json.loads((exp / "history.json").read_text())) == info["epochs"]
-    model, _ = load_model_checkpoint(exp / "checkpoint_best.pt")  # an ordinary sid checkpoint
+    model, _ = load_pretrained_with_state(exp / "checkpoint_best.pt")  # an ordinary sid checkpoint
     assert isinstance(model.upstream.model, SpectralUpstream)
     assert eval_sid.main(["--model", str(exp / "checkpoint_best.pt"), "--data-dir", str(dev),
                           "--out", str(exp / "eval")]) == 0

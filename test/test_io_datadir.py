@@ -11,16 +11,13 @@ import pytest
 from speechkit.io.datadir import (
     DataDir,
     DataDirError,
-    combine_data_dirs,
-    fix_data_dir,
     read_segments,
     read_table,
-    split_data_dir,
-    subset_data_dir,
     validate_data_dir,
     write_data_dir,
     write_table,
 )
+from speechkit.io.datadir_ops import combine_data_dirs, fix_data_dir, split_data_dir, subset_data_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPK = {"spkA": 3, "spkB": 2, "spkC": 4}

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from speechkit.models import build_model
-from speechkit.train.layer_features import LayerFeatures
+from speechkit.features.layer_features import LayerFeatures
 
 
 def _checkpoint(tmp_path):

@@ -57,17 +57,19 @@ def test_ema_step_and_teacher_is_not_trained():
             p.add_(torch.randn_like(p))
     t_before = {k: v.clone() for k, v in model.ema_encoder.state_dict().items()}
     student = model.data2vec.encoder.state_dict()
-    model.set_num_updates(50)
+    model.set_num_updates(50)  # only the count: the teacher does not move
+    assert all(torch.equal(t_before[k], v) for k, v in model.ema_encoder.state_dict().items())
+    model.after_update(50)
     tau = 0.9999 - (0.9999 - 0.999) * 0.5
     for k, v in model.ema_encoder.state_dict().items():
         if k.startswith("pos_conv_embed."):  # ema_layers_only: the positional conv is copied
             assert torch.equal(v, student[k]), k
         else:
             assert torch.allclose(v, tau * t_before[k] + (1 - tau) * student[k], atol=1e-6), k
-    model.eval()  # no EMA step outside training (validation)
     frozen = {k: v.clone() for k, v in model.ema_encoder.state_dict().items()}
-    model.set_num_updates(51)
+    model.set_num_updates(50)  # again, as a resume does: idempotent
     assert all(torch.equal(frozen[k], v) for k, v in model.ema_encoder.state_dict().items())
+    assert int(model.num_updates) == 50
 
 
 def test_masked_instance_norm_ignores_padding():
@@ -130,6 +132,7 @@ def test_l2_loss_and_training_falls():
         loss.backward()
         opt.step()
         model.set_num_updates(step + 1)
+        model.after_update(step + 1)
         losses.append(float(loss.detach()))
     assert stats["ema_decay"] == pytest.approx(ema_decay_at(10, 0.999, 0.9999, 1000))
     assert sum(losses[-3:]) < 0.8 * sum(losses[:3]), losses
@@ -145,6 +148,7 @@ def test_exact_resume_with_teacher_in_state_dict():
             loss.backward()
             opt.step()
             model.set_num_updates(step + 1)
+            model.after_update(step + 1)
 
     torch.manual_seed(4)
     a = tiny()
@@ -193,7 +197,7 @@ trainer:
 
 def test_pretrain_cli_resume_is_exact_with_teacher(tmp_path):
     """Through speechkit.bin.pretrain (the recipe's path, no labels): 2 updates + resume to 4 equals 4 in one go,
-    the teacher included (the trainer calls set_num_updates; checkpoints carry ema_encoder)."""
+    the teacher included (the trainer calls after_update, resume only set_num_updates; checkpoints carry ema_encoder)."""
     from speechkit.bin import pretrain
     from speechkit.models import load_pretrained
     from speechkit.train.checkpoint import load_checkpoint

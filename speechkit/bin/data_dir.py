@@ -18,15 +18,8 @@ import argparse
 import logging
 import sys
 
-from speechkit.io.datadir import (
-    DataDir,
-    DataDirError,
-    combine_data_dirs,
-    fix_data_dir,
-    split_data_dir,
-    subset_data_dir,
-    validate_data_dir,
-)
+from speechkit.io.datadir import DataDir, DataDirError, validate_data_dir
+from speechkit.io.datadir_ops import combine_data_dirs, fix_data_dir, split_data_dir, subset_data_dir
 from speechkit.log import setup_logging
 
 logger = logging.getLogger("speechkit.data_dir")

@@ -43,10 +43,10 @@ logger = logging.getLogger("speechkit.bin.decode_ctc")
 
 
 def get_parser() -> argparse.ArgumentParser:
+    from speechkit.cli import add_inference_args
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, type=pathlib.Path, help="CTC checkpoint (ctc or probe_ctc)")
-    p.add_argument("--data-dir", required=True, type=pathlib.Path, help="data dir to decode (wav.scp[, text])")
-    p.add_argument("--out", required=True, type=pathlib.Path, help="decode dir (hyp, result.txt, ...)")
+    add_inference_args(p, "CTC checkpoint (ctc or probe_ctc)")
     p.add_argument("--tokenizer", type=pathlib.Path, default=None,
                    help="tokenizer folder (default: <model dir>/tokenizer)")
     p.add_argument("--beam", type=int, default=None,
@@ -66,11 +66,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--greedy-out", type=pathlib.Path, default=None,
                    help="also write (and score) greedy decoding of the same forward pass into this dir")
     p.add_argument("--insertion-bonus", type=float, default=0.0)
-    p.add_argument("--max-tokens", type=int, default=16000 * 240, help="audio samples per batch")
     p.add_argument("--dataset", default=None, help="row label in RESULTS.md (default: the name of --out)")
     p.add_argument("--cer", action="store_true", help="also score characters")
     p.add_argument("--no-score", action="store_true", help="only write hyp")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -82,16 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     import torch
 
-    from speechkit.downstream.ctc_decode import CTCDecoder, DecodeConfig, decode_batches, write_hyp
-    from speechkit.downstream.tasks import audio_batches, load_model_checkpoint, read_info
+    from speechkit.cli import load_model, pick_device
+    from speechkit.downstream.ctc_decode import CTCDecoder, DecodeConfig, decode_batches
+    from speechkit.downstream.tasks import audio_batches, read_info
     from speechkit.log import progress
     from speechkit.text.tokenizer import load_tokenizer
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, state = load_model_checkpoint(args.model)
-    if not hasattr(model, "log_probs"):
-        raise SystemExit(f"{args.model}: a {state['model_config'].get('arch')!r} model is not a CTC model")
-    model.to(device).eval()
+    device = pick_device(args.device)
+    model, state = load_model(args.model, device, lambda m: hasattr(m, "log_probs"), "a CTC model")
     tok_dir = args.tokenizer or args.model.parent / "tokenizer"
     tokenizer = load_tokenizer(tok_dir)
     vocab = state["model_config"].get("vocab_size")
@@ -216,23 +212,18 @@ def _word_decode(args, tokenizer, source, grid, can_score) -> tuple[dict[str, st
 
 def _finish(args, hyps: dict[str, str], out: pathlib.Path, facts: dict, can_score: bool) -> int:
     from speechkit.downstream.ctc_decode import write_hyp
+    from speechkit.text.scoring import score_files, summary_line
 
     write_hyp(out / "hyp", hyps)
     if not can_score:
         return 0
-    from speechkit.bin import score
-
-    score_argv = ["--ref", str(args.data_dir / "text"), "--hyp", str(out / "hyp"), "--out", str(out)]
-    if (args.data_dir / "utt2spk").is_file():
-        score_argv += ["--utt2spk", str(args.data_dir / "utt2spk")]
-    if args.cer:
-        score_argv.append("--cer")
-    if args.dataset and out == args.out:
-        score_argv += ["--dataset", args.dataset]
-    for k, v in facts.items():
-        if v is not None:
-            score_argv += ["--info", f"{k}={v}"]
-    return score.main(score_argv)
+    utt2spk = args.data_dir / "utt2spk"
+    dataset = args.dataset if args.dataset and out == args.out else None
+    for result, _ in score_files(args.data_dir / "text", out / "hyp", out, cer=args.cer,
+                                 utt2spk=utt2spk if utt2spk.is_file() else None, dataset=dataset,
+                                 info={k: v for k, v in facts.items() if v is not None}):
+        print(summary_line(result, dataset or out.resolve().name))
+    return 0
 
 
 def _init_name(init: str | None) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from speechkit.cli import add_job_args, check_job_args
 from speechkit.features.dump import dump_job, make_extractor, merge_dump, plan_dump, run_jobs
 from speechkit.io.datadir import DataDirError
 from speechkit.log import setup_logging
@@ -28,21 +29,20 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--feat", default="mfcc", help="feature type: mfcc, fbank, or avfbank (AV-HuBERT's 104-d "
                    "stacked log-fbank at 25 Hz) (default mfcc)")
     p.add_argument("--out", required=True, help="output folder for shards, feats.scp, utt2num_frames")
-    p.add_argument("--nj", type=int, default=1, help="number of jobs")
-    p.add_argument("--job", type=int, default=None, help="run only this job (1-based); set by the launcher")
+    add_job_args(p)
     p.add_argument("--portion", type=float, default=None, help="dump a random portion (0,1] of utterances")
     p.add_argument("--seed", type=int, default=0, help="seed for --portion")
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--num-mel-bins", type=int, default=None, help="fbank: mel bins (default 80)")
     p.add_argument("--device", default="cpu", help="torch device for feature computation")
     p.add_argument("--num-threads", type=int, default=None, help="torch threads per job")
-    p.add_argument("--cmd", default="utils/run.pl", help="launcher (Kaldi run.pl/slurm.pl convention)")
     p.add_argument("--verbose", action="store_true")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    check_job_args(args)
     setup_logging(args.verbose)
     opts = {"sample_rate": args.sample_rate, "device": args.device}
     if args.num_mel_bins is not None:

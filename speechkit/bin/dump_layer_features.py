@@ -25,6 +25,7 @@ import argparse
 import os
 import sys
 
+from speechkit.cli import add_job_args, check_job_args
 from speechkit.features.dump import dump_job, merge_dump, plan_dump, run_jobs
 from speechkit.io.datadir import DataDirError
 from speechkit.log import setup_logging
@@ -38,15 +39,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for shards, feats.scp, utt2num_frames")
     p.add_argument("--modalities", choices=["audio", "video", "audiovisual"], default=None,
                    help="AV models only: the input streams (default audiovisual)")
-    p.add_argument("--nj", type=int, default=1, help="number of jobs")
-    p.add_argument("--job", type=int, default=None, help="run only this job (1-based); set by the launcher")
+    add_job_args(p)
     p.add_argument("--portion", type=float, default=None, help="dump a random portion (0,1] of utterances")
     p.add_argument("--seed", type=int, default=0, help="seed for --portion")
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--batch-seconds", type=float, default=200.0, help="padded audio seconds per forward")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     p.add_argument("--num-threads", type=int, default=None, help="torch threads per job")
-    p.add_argument("--cmd", default="utils/run.pl", help="launcher (Kaldi run.pl/slurm.pl convention)")
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -65,6 +64,7 @@ def checkpoint_arch(path: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    check_job_args(args)
     setup_logging(args.verbose)
     if args.num_threads:
         import torch
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return AVLayerFeatures(args.checkpoint, args.layer, modalities, device=args.device,
                                    max_batch_frames=int(args.batch_seconds * 25))
-        from speechkit.train.layer_features import LayerFeatures
+        from speechkit.features.layer_features import LayerFeatures
 
         return LayerFeatures(args.checkpoint, args.layer, device=args.device,
                              max_batch_samples=int(args.batch_seconds * args.sample_rate))

@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pathlib
 import sys
 
 logger = logging.getLogger("speechkit.bin.eval_sid")
 
 
 def get_parser() -> argparse.ArgumentParser:
+    from speechkit.cli import add_inference_args
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, type=pathlib.Path, help="speaker-ID checkpoint")
-    p.add_argument("--data-dir", required=True, type=pathlib.Path)
-    p.add_argument("--out", required=True, type=pathlib.Path)
+    add_inference_args(p, "speaker-ID checkpoint (train_downstream --task sid)")
     p.add_argument("--speaker-key", default=None, choices=["prefix", "utt2spk"],
                    help="where speakers come from (default: as in training)")
     p.add_argument("--dataset", default=None, help="row label in RESULTS.md (default: name of --data-dir)")
-    p.add_argument("--max-tokens", type=int, default=16000 * 240, help="audio samples per batch")
-    p.add_argument("--device", default=None)
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -42,18 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from speechkit.cli import load_model, pick_device
     from speechkit.downstream.data import speaker_of
     from speechkit.downstream.metrics import sid_result_record
     from speechkit.downstream.speaker import SpeakerIDModel
-    from speechkit.downstream.tasks import audio_batches, load_model_checkpoint, read_info
+    from speechkit.downstream.tasks import audio_batches, read_info
     from speechkit.log import progress
     from speechkit.results import write_result_json
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, state = load_model_checkpoint(args.model)
-    if not isinstance(model, SpeakerIDModel):
-        raise SystemExit(f"{args.model}: not a speaker-ID model (arch {state['model_config'].get('arch')!r})")
-    model.to(device).eval()
+    device = pick_device(args.device)
+    model, _ = load_model(args.model, device, lambda m: isinstance(m, SpeakerIDModel), "a speaker-ID model")
     info = read_info(args.model)
     key = args.speaker_key or info.get("speaker_key", "prefix")
     spk_of = speaker_of(args.data_dir, key)

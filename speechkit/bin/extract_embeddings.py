@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pathlib
 import sys
 
 logger = logging.getLogger("speechkit.bin.extract_embeddings")
 
 
 def get_parser() -> argparse.ArgumentParser:
+    from speechkit.cli import add_inference_args
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, type=pathlib.Path, help="speaker-ID or upstream checkpoint")
-    p.add_argument("--data-dir", required=True, type=pathlib.Path)
-    p.add_argument("--out", required=True, type=pathlib.Path)
+    add_inference_args(p, "speaker-ID or upstream checkpoint")
     p.add_argument("--kind", default="auto", choices=["auto", "pooled", "embed"], help="speaker-ID models")
     p.add_argument("--layer", type=int, default=None, help="hidden state for plain upstreams (default: last)")
-    p.add_argument("--max-tokens", type=int, default=16000 * 240, help="audio samples per batch")
-    p.add_argument("--device", default=None)
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -42,18 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     import torch
 
+    from speechkit.cli import load_model, pick_device
     from speechkit.downstream.speaker import SpeakerIDModel, statistics_pooling
-    from speechkit.downstream.tasks import audio_batches, load_model_checkpoint, load_upstream
+    from speechkit.downstream.tasks import audio_batches, upstream_of
     from speechkit.io.ark import ArkWriter
     from speechkit.log import progress
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, _ = load_model_checkpoint(args.model)
+    device = pick_device(args.device)
+    model, _ = load_model(args.model, device)
     if isinstance(model, SpeakerIDModel):
         def embed(wav, lens):
             return model.embedding(wav, lens, args.kind)
     else:
-        model = load_upstream(args.model)
+        model = upstream_of(model, args.model)
 
         def embed(wav, lens):
             hs, frame_lens = model.extract_features(wav, lens)
@@ -61,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
             if not 0 <= layer < len(hs):
                 raise SystemExit(f"--layer {layer}: the upstream has hidden states 0..{len(hs) - 1}")
             return statistics_pooling(hs[layer], frame_lens)
-    model.to(device).eval()
     batches, n_batches, ds = audio_batches(args.data_dir, args.max_tokens)
     args.out.mkdir(parents=True, exist_ok=True)
     count = 0

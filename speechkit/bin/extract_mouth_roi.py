@@ -15,7 +15,7 @@ landmarks). Clips that fail (unreadable, no face, audio/video length mismatch) a
 
 With ``--nj N`` the work is split by source clip into N jobs run through the launcher (``--cmd``,
 Kaldi's ``run.pl JOB=1:N log cmd`` convention; logs in ``<roi_dir>/log/roi.JOB.log``), then merged.
-``--job J --num-jobs N`` runs one shard only (what the launcher calls; no merge).
+``--nj N --job J`` runs shard J only (what the launcher calls; no merge).
 The default face path is OpenCV's bundled Haar cascade (no downloads); ``--landmark-model`` switches
 to dlib 68-point landmarks (needs dlib and the predictor file on disk).
 """
@@ -28,6 +28,7 @@ import shlex
 import subprocess
 import sys
 
+from speechkit.cli import add_job_args, check_job_args
 from speechkit.launch import launcher_args
 from speechkit.log import setup_logging
 
@@ -39,10 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", type=pathlib.Path)
     p.add_argument("roi_dir", type=pathlib.Path)
-    p.add_argument("--nj", type=int, default=1, help="number of parallel jobs (through --cmd)")
-    p.add_argument("--cmd", default="utils/run.pl", help="job launcher (run.pl convention)")
-    p.add_argument("--job", type=int, default=None, help="run only this shard (1-based); used by the launcher")
-    p.add_argument("--num-jobs", type=int, default=None, help="number of shards (with --job)")
+    add_job_args(p, what="shard")
     p.add_argument("--detect-every", type=int, default=5, help="run the face detector every k-th frame")
     p.add_argument("--size", type=int, default=96, help="crop side in pixels")
     p.add_argument("--format", choices=("mp4", "npz"), default="mp4")
@@ -67,6 +65,7 @@ def _launcher(cmd: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    check_job_args(args)
     setup_logging(args.verbose)
     import cv2
 
@@ -79,15 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(cfg=cfg, fmt=args.format, landmark_model=args.landmark_model, mean_face=args.mean_face,
                   debug_dir=args.debug_dir)
     if args.job is not None:
-        if args.num_jobs is None or not 1 <= args.job <= args.num_jobs:
-            raise SystemExit(f"--job {args.job} needs --num-jobs N with 1 <= job <= N")
-        extract_shard(args.data_dir, args.roi_dir, job=args.job, num_jobs=args.num_jobs, **common)
+        extract_shard(args.data_dir, args.roi_dir, job=args.job, num_jobs=args.nj, **common)
         return 0
     if args.nj <= 1:
         extract_shard(args.data_dir, args.roi_dir, job=1, num_jobs=1, **common)
     else:
         passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
-        drop_next = {"--nj", "--cmd"}
+        drop_next = {"--cmd"}  # workers keep --nj: they are job J of it
         forwarded, skip = [], False
         for a in passthrough:
             if skip:
@@ -101,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             forwarded.append(a)
         log_path = args.roi_dir / "log" / "roi.JOB.log"
         command = _launcher(args.cmd) + [f"JOB=1:{args.nj}", str(log_path), *launcher_args(
-            [sys.executable, "-m", "speechkit.bin.extract_mouth_roi", *forwarded, "--job", "JOB",
-             "--num-jobs", str(args.nj)])]
+            [sys.executable, "-m", "speechkit.bin.extract_mouth_roi", *forwarded, "--job", "JOB"])]
         logger.info("launching %d jobs: %s", args.nj, " ".join(shlex.quote(c) for c in command))
         rc = subprocess.run(command).returncode
         if rc != 0:

@@ -91,11 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(cfg.model)
     model_config = model.model_config() if hasattr(model, "model_config") else dict(cfg.model)
     cfg.model = model_config  # config.yaml is resolved: the preset expanded, every field as built
-    layerdrop = (model_config.get("encoder") or {}).get("layerdrop", model_config.get("layerdrop", 0.0))
-    if info.distributed and layerdrop and not cfg.trainer.find_unused_parameters:
-        # a dropped layer's parameters get no gradient; DDP must be told to expect that
-        logger.info("layerdrop %.3g > 0: enabling trainer.find_unused_parameters for DDP", layerdrop)
-        cfg.trainer.find_unused_parameters = True
     if info.is_main:
         logger.info("command: %s", shlex.join([sys.executable, "-m", "speechkit.bin.pretrain", *sys.argv[1:]]))
     trainer = Trainer(model, cfg, args.exp_dir, train_set, valid_set, dist_info=info, model_config=model_config)

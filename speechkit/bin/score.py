@@ -19,8 +19,8 @@ import pathlib
 import sys
 
 from speechkit.log import setup_logging
-from speechkit.text.normalize import NormalizerConfig, read_text_file
-from speechkit.text.scoring import score_texts, summary_line, write_score_dir
+from speechkit.text.normalize import NormalizerConfig
+from speechkit.text.scoring import score_files, summary_line
 
 logger = logging.getLogger("speechkit.bin.score")
 
@@ -64,15 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     norm = NormalizerConfig(upper=not args.keep_case, remove_punct=not args.keep_punct,
                             remove_noise=not args.keep_noise)
-    refs = read_text_file(args.ref)
-    hyps = read_text_file(args.hyp)
-    utt2spk = read_text_file(args.utt2spk, allow_empty=False) if args.utt2spk else None
     dataset = args.dataset or args.out.resolve().name
-    info = parse_info(args.info)
-    for unit in ["word", "char"] if args.cer else ["word"]:
-        result = score_texts(refs, hyps, unit=unit, normalizer=norm, utt2spk=utt2spk,
-                             allow_missing=args.allow_missing, ref_name=str(args.ref), hyp_name=str(args.hyp))
-        paths = write_score_dir(args.out, result, dataset, task=args.task, extra=info)
+    for result, paths in score_files(args.ref, args.hyp, args.out, cer=args.cer, utt2spk=args.utt2spk,
+                                     dataset=dataset, task=args.task, info=parse_info(args.info), normalizer=norm,
+                                     allow_missing=args.allow_missing):
         logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
         print(summary_line(result, dataset))
     return 0

@@ -38,7 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from speechkit.corpora.librispeech import ChapterScan, scan_chapter, warn_other_rates
-from speechkit.io.datadir import fix_data_dir, validate_data_dir, write_data_dir
+from speechkit.io.datadir import validate_data_dir, write_data_dir
+from speechkit.io.datadir_ops import fix_data_dir
 from speechkit.log import progress
 
 logger = logging.getLogger(__name__)

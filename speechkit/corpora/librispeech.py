@@ -26,12 +26,8 @@ from pathlib import Path
 from typing import Sequence
 
 from speechkit.io.audio import resampled_length
-from speechkit.io.datadir import (
-    combine_data_dirs,
-    fix_data_dir,
-    validate_data_dir,
-    write_data_dir,
-)
+from speechkit.io.datadir import validate_data_dir, write_data_dir
+from speechkit.io.datadir_ops import combine_data_dirs, fix_data_dir
 
 logger = logging.getLogger(__name__)
 

@@ -73,7 +73,8 @@ from dataclasses import dataclass, field
 
 import soundfile as sf
 
-from speechkit.io.datadir import fix_data_dir, validate_data_dir, write_data_dir
+from speechkit.io.datadir import validate_data_dir, write_data_dir
+from speechkit.io.datadir_ops import fix_data_dir
 from speechkit.log import progress
 
 logger = logging.getLogger(__name__)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from speechkit.models.registry import register_encoder
+
 KINDS = ("fbank", "mfcc")
 
 
@@ -48,3 +50,7 @@ class SpectralUpstream(nn.Module):
 
 def build_spectral_upstream(spec: dict[str, Any]) -> SpectralUpstream:
     return SpectralUpstream(spec["type"], int(spec.get("sample_rate", 16000)))
+
+
+for _kind in KINDS:
+    register_encoder(_kind, build_spectral_upstream)

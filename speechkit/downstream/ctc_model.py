@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speechkit.models import SSLEncoder, register_model
-from speechkit.models.config_utils import config_from_dict, config_to_dict
+from speechkit.models import register_model
+from speechkit.models.config_utils import ModelConfig, config_to_dict
 from speechkit.models.encoder import EncoderConfig
 
 from speechkit.text.scoring import align
@@ -55,7 +55,7 @@ FINETUNE_ENCODER_FIELDS = (
 
 
 @dataclass
-class CTCConfig:
+class CTCConfig(ModelConfig):
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     vocab_size: int = 32
     blank: int = 0
@@ -66,15 +66,12 @@ class CTCConfig:
     final_dropout: float = 0.0  # dropout on the encoder output before the CTC head
     zero_infinity: bool = True  # an utterance too short for its transcript gives 0 loss, not inf
     # Encoders with more structure than EncoderConfig holds (WavLM's relative position bias): the
-    # upstream spec of speechkit.downstream.featurizer without its "encoder" entry; empty = SSLEncoder.
+    # encoder's upstream_spec() without its "encoder" entry (speechkit.models.registry); empty = SSLEncoder.
     encoder_kind: dict[str, Any] = field(default_factory=dict)
     arch: str = "ctc"
 
     def __post_init__(self) -> None:
-        if isinstance(self.encoder, dict):
-            self.encoder = config_from_dict(EncoderConfig, self.encoder, "model_config.encoder")
-        if self.arch != "ctc":
-            raise ValueError(f"CTCConfig.arch must be 'ctc', got {self.arch!r}")
+        super().__post_init__()
         if not 0 <= self.blank < self.vocab_size:
             raise ValueError(f"blank id {self.blank} outside the vocabulary of size {self.vocab_size}")
         if self.encoder.mask_channel_prob > 0 and self.encoder.mask_channel_length >= self.encoder.embed_dim:
@@ -84,13 +81,6 @@ class CTCConfig:
             self.encoder.feature_grad_mult = 0.0  # no grads and no graph through the convolutions
         elif self.encoder.feature_grad_mult == 0.0:
             self.encoder.feature_grad_mult = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CTCConfig":
-        return config_from_dict(cls, data, "model_config")
 
 
 def ctc_loss_and_stats(log_probs: Tensor, frame_lens: Tensor, batch: dict[str, Any], blank: int,
@@ -125,10 +115,8 @@ class CTCModel(nn.Module):
     def __init__(self, cfg: CTCConfig) -> None:
         super().__init__()
         self.config = cfg
-        if cfg.encoder_kind:
-            self.encoder = build_upstream({**cfg.encoder_kind, "encoder": config_to_dict(cfg.encoder)})
-        else:
-            self.encoder = SSLEncoder(cfg.encoder)
+        # the pre-trained encoder's class: encoder_kind's "type" (a plain SSLEncoder when empty)
+        self.encoder = build_upstream({"type": "encoder", **cfg.encoder_kind, "encoder": config_to_dict(cfg.encoder)})
         if cfg.freeze_feature_extractor:
             self.encoder.feature_extractor.requires_grad_(False)
         self.final_dropout = nn.Dropout(cfg.final_dropout)
@@ -143,6 +131,10 @@ class CTCModel(nn.Module):
 
     def set_num_updates(self, num_updates: int) -> None:
         self.num_updates = int(num_updates)
+
+    def has_unused_parameters(self) -> bool:
+        """For DDP: the encoder gets no gradient while frozen, and masked_spec_embed none without time masking."""
+        return self.config.freeze_finetune_updates > 0 or self.config.encoder.mask_prob <= 0
 
     @property
     def encoder_frozen(self) -> bool:
@@ -198,9 +190,10 @@ def build_ctc_model(vocab_size: int, init: nn.Module | None = None, encoder_conf
         # Same architecture, same data, same updates - but nothing pre-trained to protect: the whole
         # network trains from the first update (freezing random weights would only handicap the baseline).
         head = {**head, "freeze_finetune_updates": 0, "freeze_feature_extractor": False}
-    kind: dict[str, Any] = {}
-    if enc is not None and hasattr(enc, "upstream_spec"):  # keep the encoder class (e.g. WavLM's bias)
-        kind = {k: v for k, v in enc.upstream_spec().items() if k != "encoder"}
+    # keep the encoder class (e.g. WavLM's bias); a plain SSLEncoder leaves encoder_kind empty, as it always has
+    kind = {k: v for k, v in enc.upstream_spec().items() if k != "encoder"} if enc is not None else {}
+    if kind == {"type": "encoder"}:
+        kind = {}
     cfg = CTCConfig(encoder=finetune_encoder_config(base, encoder_overrides), vocab_size=vocab_size,
                     encoder_kind=kind, **head)
     model = CTCModel(cfg)
@@ -215,7 +208,7 @@ def build_ctc_model(vocab_size: int, init: nn.Module | None = None, encoder_conf
 
 # ---------------------------------------------------------------------------------------------------
 @dataclass
-class ProbeCTCConfig:
+class ProbeCTCConfig(ModelConfig):
     upstream: dict[str, Any] = field(default_factory=dict)  # featurizer.upstream_spec() of the upstream
     vocab_size: int = 32
     blank: int = 0
@@ -231,13 +224,9 @@ class ProbeCTCConfig:
     arch: str = "probe_ctc"
 
     def __post_init__(self) -> None:
-        if self.arch != "probe_ctc":
-            raise ValueError(f"ProbeCTCConfig.arch must be 'probe_ctc', got {self.arch!r}")
+        super().__post_init__()
         if self.head not in ("linear", "lstm"):
             raise ValueError(f"probe head must be 'linear' or 'lstm', got {self.head!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 class ProbeCTCModel(nn.Module):
@@ -268,7 +257,7 @@ class ProbeCTCModel(nn.Module):
 
     @classmethod
     def from_config(cls, data: dict[str, Any]) -> "ProbeCTCModel":
-        return cls(config_from_dict(ProbeCTCConfig, data, "model_config"))
+        return cls(ProbeCTCConfig.from_dict(data))
 
     def model_config(self) -> dict[str, Any]:
         return self.config.to_dict()
@@ -289,4 +278,5 @@ class ProbeCTCModel(nn.Module):
         return ctc_loss_and_stats(lp, lens, batch, self.config.blank, self.config.zero_infinity, self.training)
 
 
-register_model("ctc", CTCConfig, CTCModel, {})
+register_model("ctc", CTCConfig, CTCModel)
+register_model("probe_ctc", ProbeCTCConfig, ProbeCTCModel)

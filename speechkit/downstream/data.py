@@ -2,7 +2,7 @@
 
 :class:`TargetDataset` is :class:`speechkit.train.dataset.AudioLabelDataset` (audio, lengths, length
 filter) plus one integer sequence per utterance that is *not* frame-aligned; :class:`TargetCollater`
-wraps the trainer's :class:`~speechkit.train.batching.Collater` and adds those sequences as
+wraps a :class:`~speechkit.train.batching.Collater` (given to the Trainer as ``collater=``) and adds those sequences as
 ``labels`` (B, L) padded with -100 and ``label_lens`` (B,). Frame labels get cropped with the audio;
 a transcript cannot be, so with ``no_crop`` a batch whose audio was cropped is an error, and
 utterances longer than ``max_sample_size`` are dropped up front (and logged), as fairseq does.
@@ -101,17 +101,6 @@ class TargetCollater:
                         "data.max_sample_size >= the longest utterance")
         batch["labels"], batch["label_lens"] = pad_labels([it["targets"] for it in items])
         return batch
-
-
-def attach_targets(trainer: Any, no_crop: bool = True) -> None:
-    """Make a :class:`speechkit.train.trainer.Trainer` collate item targets (wraps its two collaters)."""
-    for name in ("collater", "valid_collater"):
-        inner = getattr(trainer, name, None)
-        if inner is None:
-            raise AttributeError(f"Trainer has no {name!r}: speechkit.train.trainer changed; update "
-                                 "speechkit.downstream.data.attach_targets")
-        if not isinstance(inner, TargetCollater):
-            setattr(trainer, name, TargetCollater(inner, no_crop))
 
 
 def text_targets(data_dir: str | os.PathLike, tokenizer: Any,

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speechkit.models import SSLEncoder, build_model
-from speechkit.models.config_utils import config_from_dict, config_to_dict
-from speechkit.models.encoder import EncoderConfig
+from speechkit.models import build_upstream, find_encoder
+
+__all__ = ["WeightedSumFeaturizer", "Upstream", "upstream_spec", "upstream_module", "build_upstream", "find_encoder",
+           "frames_mask"]
 
 
 class WeightedSumFeaturizer(nn.Module):
@@ -70,29 +71,18 @@ class WeightedSumFeaturizer(nn.Module):
         return path
 
 
-def find_encoder(module: nn.Module) -> SSLEncoder | None:
-    """The SSLEncoder inside ``module`` (itself, or the first one among its submodules), or None."""
-    if isinstance(module, SSLEncoder):
-        return module
-    for sub in module.modules():
-        if isinstance(sub, SSLEncoder):
-            return sub
-    return None
-
-
 def upstream_spec(module: nn.Module) -> dict[str, Any]:
     """A plain-dict description from which :func:`build_upstream` rebuilds the same architecture.
 
-    The bare SSLEncoder is kept when there is one (objective heads are not needed downstream);
-    any other model exposing ``extract_features`` and ``model_config()`` is rebuilt by the registry.
+    The bare encoder is kept when there is one (objective heads are not needed downstream), described by
+    its own ``upstream_spec()``; any other model exposing ``extract_features`` and ``model_config()`` is
+    rebuilt by the registry from its model_config.
     """
     if hasattr(module, "upstream_spec"):  # parameter-free baselines (speechkit.downstream.baseline_upstream)
         return module.upstream_spec()
     enc = find_encoder(module)
-    if enc is not None and hasattr(enc, "upstream_spec"):  # encoders with more structure (WavLM's relative bias)
-        return enc.upstream_spec()
     if enc is not None:
-        return {"type": "encoder", "encoder": config_to_dict(enc.cfg)}
+        return enc.upstream_spec()
     if hasattr(module, "extract_features") and hasattr(module, "model_config"):
         return {"type": "model", "model_config": module.model_config()}
     raise TypeError(f"{type(module).__name__} has no SSLEncoder and no model_config(): cannot describe it as an "
@@ -103,21 +93,6 @@ def upstream_module(module: nn.Module) -> nn.Module:
     """The part of ``module`` that :func:`upstream_spec` describes (its SSLEncoder when it has one)."""
     enc = find_encoder(module)
     return enc if enc is not None else module
-
-
-def build_upstream(spec: dict[str, Any]) -> nn.Module:
-    kind = spec.get("type")
-    if kind == "encoder":
-        return SSLEncoder(config_from_dict(EncoderConfig, spec["encoder"], "upstream.encoder"))
-    if kind == "model":
-        return build_model(spec["model_config"])
-    if kind in ("fbank", "mfcc"):
-        from .baseline_upstream import build_spectral_upstream
-        return build_spectral_upstream(spec)
-    if kind == "wavlm_encoder":
-        from speechkit.models.wavlm import WavLMEncoder
-        return WavLMEncoder.from_upstream_spec(spec)
-    raise ValueError(f"upstream spec: unknown type {kind!r}; expected 'encoder' or 'model'")
 
 
 class Upstream(nn.Module):

@@ -214,6 +214,10 @@ class Seq2SeqModel(nn.Module):
     def set_num_updates(self, num_updates: int) -> None:
         self.num_updates = int(num_updates)
 
+    def has_unused_parameters(self) -> bool:
+        """A frozen encoder (first updates), or a stream left out by modality choice, gets no gradient."""
+        return self.config.freeze_finetune_updates > 0 or getattr(self.config, "modalities", "") != "audiovisual"
+
     @property
     def encoder_frozen(self) -> bool:
         return self.num_updates < self.config.freeze_finetune_updates

@@ -198,12 +198,11 @@ def train_seq2seq(setup: Seq2SeqSetup, cfg: TrainConfig, exp_dir: str | os.PathL
     if model.config.freeze_finetune_updates >= cfg.trainer.max_updates > 0:
         raise ConfigError(f"model.freeze_finetune_updates {model.config.freeze_finetune_updates} >= trainer.max_updates "
                           f"{cfg.trainer.max_updates}: the encoder would never be fine-tuned")
+    # the task's own collaters: the AV batch contract, targets, noise
     trainer = Trainer(model, cfg, exp, setup.train_set, setup.valid_set, dist_info=dist_info,
-                      model_config=model.model_config())
-    # the Trainer builds audio collaters; the task's own replace them (the AV batch contract, targets, noise)
-    trainer.collater, trainer.valid_collater = setup.train_collater, setup.valid_collater
+                      model_config=model.model_config(), collater=setup.train_collater,
+                      valid_collater=setup.valid_collater)
     trainer.maybe_resume(resume)
-    model.set_num_updates(trainer.num_updates)
     if trainer.info.is_main and tokenizer_dir is not None:
         dst = exp / "tokenizer"
         if dst.exists():

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speechkit.models.config_utils import config_from_dict, config_to_dict
+from speechkit.models import register_model
+from speechkit.models.config_utils import ModelConfig
 
 from .featurizer import Upstream, WeightedSumFeaturizer, build_upstream, frames_mask, upstream_module, upstream_spec
 
@@ -51,7 +52,7 @@ class PooledBatchNorm(nn.BatchNorm1d):
 
 
 @dataclass
-class SpeakerIDConfig:
+class SpeakerIDConfig(ModelConfig):
     upstream: dict[str, Any] = field(default_factory=dict)  # featurizer.upstream_spec() of the upstream
     speakers: list[str] = field(default_factory=list)  # class i is speakers[i]
     freeze_upstream: bool = True
@@ -64,13 +65,9 @@ class SpeakerIDConfig:
     arch: str = "sid"
 
     def __post_init__(self) -> None:
-        if self.arch != "sid":
-            raise ValueError(f"SpeakerIDConfig.arch must be 'sid', got {self.arch!r}")
+        super().__post_init__()
         if len(set(self.speakers)) != len(self.speakers):
             raise ValueError("SpeakerIDConfig.speakers has duplicates")
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 class SpeakerIDModel(nn.Module):
@@ -98,7 +95,7 @@ class SpeakerIDModel(nn.Module):
 
     @classmethod
     def from_config(cls, data: dict[str, Any]) -> "SpeakerIDModel":
-        return cls(config_from_dict(SpeakerIDConfig, data, "model_config"))
+        return cls(SpeakerIDConfig.from_dict(data))
 
     def model_config(self) -> dict[str, Any]:
         return self.config.to_dict()
@@ -169,3 +166,6 @@ def _hidden_dim(model: nn.Module) -> int:
         hs, _ = model.extract_features(torch.zeros(1, 16000, device=p.device), torch.tensor([16000], device=p.device))
         model.train(was)
     return int(hs[-1].shape[-1])
+
+
+register_model("sid", SpeakerIDConfig, SpeakerIDModel)

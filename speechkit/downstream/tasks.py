@@ -36,8 +36,8 @@ from speechkit.models.registry import read_checkpoint
 from speechkit.train.config import ConfigError, TrainConfig
 
 from .ctc_model import CTCConfig, ProbeCTCConfig, ProbeCTCModel, build_ctc_model
-from .data import TargetDataset, attach_targets, speaker_of, speaker_targets, text_targets
-from .featurizer import find_encoder
+from .data import TargetCollater, TargetDataset, speaker_of, speaker_targets, text_targets
+from .featurizer import Upstream, find_encoder
 from .speaker import SpeakerIDConfig, SpeakerIDModel
 
 logger = logging.getLogger(__name__)
@@ -47,32 +47,19 @@ INFO_FILE = "downstream_info.json"
 LAYER_WEIGHTS_FILE = "layer_weights.json"
 
 
-def load_model_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Any speechkit checkpoint -> (model in eval mode, checkpoint dict): downstream archs (ctc, probe_ctc,
-    sid) and every arch of the model registry (pre-training models, imported ones)."""
-    path = pathlib.Path(path)
-    state = read_checkpoint(path, map_location)  # a truncated or foreign file: an error naming it
-    arch = state["model_config"].get("arch")
-    if arch == "probe_ctc":
-        model: nn.Module = ProbeCTCModel.from_config(state["model_config"])
-    elif arch == "sid":
-        model = SpeakerIDModel.from_config(state["model_config"])
-    else:
-        return load_pretrained(path, map_location=map_location), state
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise PretrainedLoadError(f"{path}: weights do not fit the {arch} model built from its model_config: {e}") from e
-    return model.eval(), state
-
-
 def load_upstream(path: str | os.PathLike) -> nn.Module:
     """A module exposing ``extract_features`` from a checkpoint (pre-trained, imported or fine-tuned)."""
-    model, _ = load_model_checkpoint(path)
-    if isinstance(model, (ProbeCTCModel, SpeakerIDModel)):
-        return model.upstream.model
+    return upstream_of(load_pretrained(path), path)
+
+
+def upstream_of(model: nn.Module, where: Any = "model") -> nn.Module:
+    """``model`` itself when it exposes ``extract_features``; for a downstream model over a wrapped upstream
+    (probe, speaker ID), that upstream."""
+    upstream = getattr(model, "upstream", None)
+    if isinstance(upstream, Upstream):
+        return upstream.model
     if not hasattr(model, "extract_features"):
-        raise PretrainedLoadError(f"{path}: {type(model).__name__} does not expose extract_features")
+        raise PretrainedLoadError(f"{where}: {type(model).__name__} does not expose extract_features")
     return model
 
 
@@ -197,19 +184,16 @@ def build_task(task: str, cfg: TrainConfig, train_dir: str, valid_dir: str | Non
 def train_task(setup: TaskSetup, cfg: TrainConfig, exp_dir: str | os.PathLike, *, resume: str | None = None,
                dist_info=None, tokenizer_dir: str | None = None) -> dict[str, Any]:
     """Train with the shared Trainer; returns the info written to ``downstream_info.json``."""
-    from speechkit.train.trainer import Trainer
+    from speechkit.train.trainer import Trainer, make_collater
 
     exp = pathlib.Path(exp_dir)
     model = setup.model
-    hooks = []
-    if hasattr(model, "set_num_updates"):
-        hooks.append(lambda tr: tr.model.set_num_updates(tr.num_updates))
+    no_crop = setup.train_set.no_crop
     trainer = Trainer(model, cfg, exp, setup.train_set, setup.valid_set, dist_info=dist_info,
-                      model_config=model.model_config(), hooks=hooks)
-    attach_targets(trainer, no_crop=getattr(setup.train_set, "no_crop", True))
+                      model_config=model.model_config(),
+                      collater=TargetCollater(make_collater(cfg, setup.train_set), no_crop),
+                      valid_collater=TargetCollater(make_collater(cfg, setup.train_set), no_crop))
     trainer.maybe_resume(resume)
-    if hasattr(model, "set_num_updates"):
-        model.set_num_updates(trainer.num_updates)
     is_main = trainer.info.is_main
     if is_main and tokenizer_dir is not None:
         dst = exp / "tokenizer"

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from speechkit.features.mouth_roi import FaceDetector, NoFaceError, RoiConfig, contact_sheet, extract_mouth_rois
-from speechkit.io.datadir import DataDir, DataDirError, fix_data_dir, read_table, write_table
+from speechkit.io.datadir import DataDir, DataDirError, read_table, write_table
+from speechkit.io.datadir_ops import fix_data_dir
 from speechkit.io.video import VIDEO_FPS, VideoError, check_av_sync, read_video, write_roi
 from speechkit.log import progress
 

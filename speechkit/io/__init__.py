@@ -9,17 +9,13 @@ from speechkit.io.audio import AudioError, AudioReader, audio_duration, load_aud
 from speechkit.io.datadir import (
     DataDir,
     DataDirError,
-    FixReport,
-    combine_data_dirs,
-    fix_data_dir,
     read_segments,
     read_table,
-    split_data_dir,
-    subset_data_dir,
     validate_data_dir,
     write_data_dir,
     write_table,
 )
+from speechkit.io.datadir_ops import FixReport, combine_data_dirs, fix_data_dir, split_data_dir, subset_data_dir
 
 __all__ = [
     "ArkWriter", "merge_scps", "read_scp", "AudioError", "AudioReader", "audio_duration", "load_audio",

@@ -9,12 +9,13 @@ optional ``reco2dur``, ``reco2file_and_channel``) and by speaker (``spk2utt``; o
 Usage::
 
     from speechkit.io.datadir import DataDir, write_data_dir, validate_data_dir
+    from speechkit.io.datadir_ops import fix_data_dir, split_data_dir
     write_data_dir("data/train", wav_scp={...}, text={...}, utt2spk={...})
     d = DataDir.load("data/train"); d.utt_ids; d.text["spk1-utt1"]
     validate_data_dir("data/train")        # raises DataDirError naming file:line
 
-fix / split / subset / combine live in :mod:`speechkit.io.datadir_ops` and are
-re-exported here.
+fix / split / subset / combine live in :mod:`speechkit.io.datadir_ops`, which builds on this module
+(never the other way round); :mod:`speechkit.io` exports both.
 """
 from __future__ import annotations
 
@@ -38,8 +39,7 @@ from speechkit.io.tables import (
 
 __all__ = [
     "DataDirError", "DataDir", "read_table", "write_table", "read_segments", "write_data_dir",
-    "validate_data_dir", "fix_data_dir", "FixReport", "split_data_dir", "subset_data_dir",
-    "combine_data_dirs", "build_spk2utt",
+    "validate_data_dir", "build_spk2utt",
 ]
 
 # Per-utterance tables with a dedicated attribute (file name -> attribute name).
@@ -368,11 +368,3 @@ def validate_data_dir(path: PathLike) -> None:
                 _check_sorted(t)
                 _check_coverage(t, ref_t, what)
 
-
-from speechkit.io.datadir_ops import (  # noqa: E402  (ops build on the classes above)
-    FixReport,
-    combine_data_dirs,
-    fix_data_dir,
-    split_data_dir,
-    subset_data_dir,
-)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .avhubert import AVHubertConfig
+from .avhubert import AVHubertConfig, AVHubertPretrainModel
 from .encoder import EncoderConfig
+from .registry import register_model
 
 _REG = dict(dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, dropout_input=0.1, dropout_features=0.1,
             layerdrop=0.05, feature_grad_mult=0.1, mask_prob=0.8, mask_length=10, layer_norm_first=True)
@@ -46,3 +47,6 @@ def avhubert_preset(name: str, encoder: dict[str, Any] | None = None, **override
     base = AVHUBERT_PRESETS[name]
     enc = dataclasses.replace(base.encoder, **(encoder or {}))
     return dataclasses.replace(base, encoder=enc, **overrides)
+
+
+register_model("avhubert", AVHubertConfig, AVHubertPretrainModel, AVHUBERT_PRESETS)

@@ -38,3 +38,31 @@ def config_from_dict(cls: type[T], data: dict[str, Any] | T, where: str = "confi
             value = config_from_dict(hint, value, f"{where}.{name}")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+class ModelConfig:
+    """Base of the model config dataclasses: plain-dict round trip and the checks every one repeats.
+
+    Subclass it with ``@dataclass`` and give the config an ``arch: str = "<name>"`` field: a value other
+    than that default is an error (a checkpoint of one arch read as another), and fields whose type is a
+    dataclass accept plain dicts (YAML, checkpoints). A subclass with checks of its own defines
+    ``__post_init__`` and calls ``super().__post_init__()`` first.
+    """
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            hint = hints.get(f.name)
+            value = getattr(self, f.name)
+            if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+                setattr(self, f.name, config_from_dict(hint, value, f"model_config.{f.name}"))
+        arch = next((f for f in dataclasses.fields(self) if f.name == "arch"), None)  # type: ignore[arg-type]
+        if arch is not None and getattr(self, "arch") != arch.default:
+            raise ValueError(f"{type(self).__name__}.arch must be {arch.default!r}, got {getattr(self, 'arch')!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        return config_from_dict(cls, data, "model_config")

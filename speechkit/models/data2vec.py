@@ -15,9 +15,10 @@ squared error; scaled by `loss_scale` (default 1/sqrt(D), as fairseq); reported 
 
 EMA: tau = end - (end - start) * (1 - n / ema_anneal_end_step) for n < ema_anneal_end_step, then end
 (0.999 -> 0.9999). With `ema_layers_only` (fairseq's default for audio) the positional conv is copied
-from the student instead of averaged. The teacher is updated in `set_num_updates(n)` (called by the trainer after each
-optimizer update): teacher <- tau * teacher + (1 - tau) * student. The teacher's weights and the
-`num_updates` buffer are part of the state dict, so checkpoints resume exactly.
+from the student instead of averaged. The teacher is updated in `after_update(n)`, which the trainer calls
+once after each optimizer update (fairseq does it in `set_num_updates`; here that only records the count,
+so calling it again, e.g. on resume, cannot move the teacher): teacher <- tau * teacher + (1 - tau) * student.
+The teacher's weights and the `num_updates` buffer are part of the state dict, so checkpoints resume exactly.
 """
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config_utils import config_from_dict, config_to_dict
+from .config_utils import ModelConfig
 from .conv_extractor import lengths_to_padding_mask
 from .encoder import EncoderConfig, SSLEncoder
 
 
 @dataclass
-class Data2VecConfig:
+class Data2VecConfig(ModelConfig):
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(mask_prob=0.65, mask_length=10))
     average_top_k_layers: int = 8
     instance_norm_target_layer: bool = True
@@ -50,18 +51,12 @@ class Data2VecConfig:
     arch: str = "data2vec"
 
     def __post_init__(self) -> None:
-        if isinstance(self.encoder, dict):
-            self.encoder = config_from_dict(EncoderConfig, self.encoder, "model_config.encoder")
-        if self.arch != "data2vec":
-            raise ValueError(f"Data2VecConfig.arch must be 'data2vec', got {self.arch!r}")
+        super().__post_init__()
         if not 1 <= self.average_top_k_layers <= self.encoder.num_layers:
             raise ValueError(f"average_top_k_layers must be in [1, {self.encoder.num_layers}] (encoder layers), "
                              f"got {self.average_top_k_layers}")
         if not 0.0 <= self.ema_decay <= self.ema_end_decay <= 1.0:
             raise ValueError(f"need 0 <= ema_decay <= ema_end_decay <= 1, got {self.ema_decay}, {self.ema_end_decay}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 def ema_decay_at(num_updates: int, start: float, end: float, anneal_end_step: int) -> float:
@@ -113,18 +108,21 @@ class Data2VecPretrainModel(nn.Module):
         c = self.config
         return ema_decay_at(int(self.num_updates), c.ema_decay, c.ema_end_decay, c.ema_anneal_end_step)
 
-    @torch.no_grad()
     def set_num_updates(self, num_updates: int) -> None:
-        """After optimizer update n: tau(n), then teacher <- tau * teacher + (1 - tau) * student."""
+        """The update count (the EMA decay follows it); idempotent, so a resume may call it too."""
         self.num_updates.fill_(int(num_updates))
-        if not self.training:
-            return
-        tau = self.current_decay()
+
+    @torch.no_grad()
+    def after_update(self, num_updates: int) -> None:
+        """The EMA step, once after optimizer update n (the trainer calls it; resume and validation do
+        not): teacher <- tau(n) * teacher + (1 - tau(n)) * student."""
+        c = self.config
+        tau = ema_decay_at(int(num_updates), c.ema_decay, c.ema_end_decay, c.ema_anneal_end_step)
         if tau >= 1.0:
             return
         student = dict(self.data2vec.encoder.named_parameters())
         for name, t in self.ema_encoder.named_parameters():
-            if self.config.ema_layers_only and name.startswith("pos_conv_embed."):
+            if c.ema_layers_only and name.startswith("pos_conv_embed."):
                 t.copy_(student[name])
             else:
                 t.mul_(tau).add_(student[name].detach().to(t.dtype), alpha=1.0 - tau)

@@ -7,10 +7,12 @@ This is the body of HuBERT, wav2vec 2.0, WavLM and data2vec (fairseq) and of HF'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .config_utils import config_from_dict, config_to_dict
 from .conv_extractor import DEFAULT_CONV_LAYERS, ConvFeatureExtractor, ConvSpec, lengths_to_padding_mask
 from .masking import compute_channel_mask, compute_mask_indices
 from .transformer import TransformerEncoder
@@ -147,6 +149,15 @@ class SSLEncoder(nn.Module):
     def num_layers(self) -> int:
         return len(self.encoder.layers)
 
+    def upstream_spec(self) -> dict[str, Any]:
+        """What rebuilds this encoder's architecture (speechkit.models.registry.build_upstream); subclasses
+        with more structure than EncoderConfig (WavLM's relative bias) return their own type and fields."""
+        return {"type": "encoder", "encoder": config_to_dict(self.cfg)}
+
+    @classmethod
+    def from_upstream_spec(cls, spec: dict[str, Any]) -> "SSLEncoder":
+        return cls(config_from_dict(EncoderConfig, spec["encoder"], "upstream.encoder"))
+
     def frame_lengths(self, wav_lens: Tensor) -> Tensor:
         """(B,) samples -> (B,) 50 Hz frames (exact conv arithmetic)."""
         return self.feature_extractor.output_lengths(wav_lens)
@@ -232,3 +243,11 @@ class SSLEncoder(nn.Module):
         masking; the waveform is normalised first when `cfg.normalize`."""
         out = self.forward(wav, wav_lens, mask=False, num_layers=layer)
         return out.hidden_states, out.frame_lens
+
+
+def find_encoder(module: nn.Module) -> SSLEncoder | None:
+    """The SSLEncoder inside ``module`` (itself, or the first one among its submodules), or None."""
+    for sub in module.modules():  # module itself comes first
+        if isinstance(sub, SSLEncoder):
+            return sub
+    return None

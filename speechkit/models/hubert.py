@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config_utils import config_from_dict, config_to_dict
+from .config_utils import ModelConfig
 from .encoder import EncoderConfig, SSLEncoder
 
 IGNORE = -100
 
 
 @dataclass
-class HubertConfig:
+class HubertConfig(ModelConfig):
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     num_classes: int = 100  # k-means clusters of the current iteration
     final_dim: int = 256
@@ -37,19 +37,9 @@ class HubertConfig:
     arch: str = "hubert"
 
     def __post_init__(self) -> None:
-        if isinstance(self.encoder, dict):
-            self.encoder = config_from_dict(EncoderConfig, self.encoder, "model_config.encoder")
-        if self.arch != "hubert":
-            raise ValueError(f"HubertConfig.arch must be 'hubert', got {self.arch!r}")
+        super().__post_init__()
         if self.label_rate <= 0:
             raise ValueError(f"label_rate must be positive, got {self.label_rate}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "HubertConfig":
-        return config_from_dict(cls, data, "model_config")
 
 
 def align_labels(labels: Tensor, label_lens: Tensor, frame_lens: Tensor, num_frames: int, ratio: float,
@@ -83,21 +73,31 @@ def align_labels(labels: Tensor, label_lens: Tensor, frame_lens: Tensor, num_fra
 
 
 class HubertPretrainModel(nn.Module):
-    def __init__(self, cfg: HubertConfig) -> None:
+    """HuBERT's head and loss on an encoder: a plain SSLEncoder by default, or the one given (WavLM passes
+    its relative-bias encoder). The encoder is stored under `encoder_attr` ("hubert"; WavLM: "wavlm"), the
+    state-dict prefix that fairseq and HF use, and is reached as `self.encoder` whatever its name."""
+
+    encoder_attr = "hubert"
+
+    def __init__(self, cfg: HubertConfig, encoder: SSLEncoder | None = None) -> None:
         super().__init__()
         self.config = cfg
-        self.hubert = SSLEncoder(cfg.encoder)
+        setattr(self, self.encoder_attr, encoder if encoder is not None else SSLEncoder(cfg.encoder))
         self.final_proj = nn.Linear(cfg.encoder.embed_dim, cfg.final_dim)
         self.label_embs_concat = nn.Parameter(torch.empty(cfg.num_classes, cfg.final_dim).uniform_())
-        frame_rate = cfg.sample_rate / self.hubert.feature_extractor.total_stride
+        frame_rate = cfg.sample_rate / self.encoder.feature_extractor.total_stride
         self.label_ratio = cfg.label_rate / frame_rate  # labels per model frame
+
+    @property
+    def encoder(self) -> SSLEncoder:
+        return getattr(self, self.encoder_attr)
 
     def model_config(self) -> dict[str, Any]:
         return self.config.to_dict()
 
     def extract_features(self, wav: Tensor, wav_lens: Tensor | None = None,
                          layer: int | None = None) -> tuple[list[Tensor], Tensor]:
-        return self.hubert.extract_features(wav, wav_lens, layer)
+        return self.encoder.extract_features(wav, wav_lens, layer)
 
     def logits(self, x: Tensor) -> Tensor:
         """(N, D) encoder frames -> (N, num_classes) cosine similarities / logit_temp (fp32)."""
@@ -116,7 +116,7 @@ class HubertPretrainModel(nn.Module):
         wav, wav_lens = batch["wav"], batch["wav_lens"]
         if "labels" not in batch:
             raise KeyError("HuBERT pre-training needs batch['labels'] (k-means units) and batch['label_lens']")
-        out = self.hubert(wav, wav_lens, mask=True)
+        out = self.encoder(wav, wav_lens, mask=True)
         labels = align_labels(batch["labels"], batch["label_lens"], out.frame_lens, out.x.size(1),
                               self.label_ratio, cfg.max_label_mismatch, batch.get("utt_ids"))
         valid = labels != IGNORE

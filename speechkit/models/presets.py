@@ -15,7 +15,8 @@ from typing import Any
 
 from .conv_extractor import DEFAULT_CONV_LAYERS
 from .encoder import EncoderConfig
-from .hubert import HubertConfig
+from .hubert import HubertConfig, HubertPretrainModel
+from .registry import register_model
 
 _TINY_CONV = [(32, k, s) for _, k, s in DEFAULT_CONV_LAYERS]
 
@@ -55,6 +56,7 @@ _HUBERT_HEADS: dict[str, dict[str, Any]] = {
 HUBERT_PRESETS: dict[str, HubertConfig] = {
     name: HubertConfig(encoder=ENCODER_PRESETS[name], **head) for name, head in _HUBERT_HEADS.items()
 }
+register_model("hubert", HubertConfig, HubertPretrainModel, HUBERT_PRESETS)
 
 
 def encoder_preset(name: str, **overrides: Any) -> EncoderConfig:

@@ -1,4 +1,16 @@
-"""Model registry: build a model from a `model_config` dict (dispatch on "arch") and load checkpoints.
+"""Model registry: every architecture, pre-training and downstream, is built and loaded through here.
+
+`register_model(arch, config_cls, model_cls, presets)` makes `arch` buildable from a `model_config` dict
+(dispatch on "arch"): `build_model(model_config)`, and `load_pretrained(checkpoint)` for any speechkit
+checkpoint (its `model_config` names the arch). The built-in archs register themselves when their module
+is imported; `_BUILTIN` says which module that is, and the registry imports it the first time the arch is
+asked for. So loading a fine-tuned `ctc` checkpoint needs nothing imported beforehand, and speechkit.models
+never imports speechkit.downstream at module import time. A new objective adds one line to `_BUILTIN`
+(or calls `register_model` from code that is imported anyway).
+
+Encoders that downstream models embed are described by an "upstream spec" `{"type": kind, "encoder":
+{...EncoderConfig...}, ...}`; `register_encoder(kind, from_spec)` makes a kind rebuildable with
+`build_upstream(spec)` (`{"type": "model", "model_config": ...}` builds a whole registered model).
 
 A model_config is either resolved (`HubertConfig.to_dict()`, what models save) or the short form used in
 `conf/*.yaml`: `{arch: hubert, preset: tiny, num_classes: 100, encoder: {mask_prob: 0.65}}`. Encoder
@@ -6,6 +18,7 @@ fields may also be given at the top level (`mask_prob: 0.65`); unknown keys are 
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import pathlib
@@ -16,8 +29,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .config_utils import config_from_dict
-from .encoder import EncoderConfig
+from .config_utils import config_from_dict, config_to_dict
+from .encoder import EncoderConfig, SSLEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -34,67 +47,96 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+_ENCODERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
+
+# arch (or encoder kind) -> the module whose import registers it
+_BUILTIN: dict[str, str] = {
+    "hubert": "speechkit.models.presets",
+    "avhubert": "speechkit.models.av_presets",
+    "wav2vec2": "speechkit.models.ssl_presets",
+    "wavlm": "speechkit.models.ssl_presets",
+    "data2vec": "speechkit.models.ssl_presets",
+    "ctc": "speechkit.downstream.ctc_model",
+    "probe_ctc": "speechkit.downstream.ctc_model",
+    "sid": "speechkit.downstream.speaker",
+}
+_BUILTIN_ENCODERS: dict[str, str] = {
+    "wavlm_encoder": "speechkit.models.wavlm",
+    "fbank": "speechkit.downstream.baseline_upstream",  # parameter-free baseline upstreams
+    "mfcc": "speechkit.downstream.baseline_upstream",
+}
 
 
 def register_model(arch: str, config_cls: type, model_cls: Callable[[Any], nn.Module],
-                   presets: dict[str, Any]) -> None:
-    """Later objectives (wav2vec2, wavlm, data2vec) register themselves the same way."""
-    _REGISTRY[arch] = ModelEntry(config_cls, model_cls, presets)
+                   presets: dict[str, Any] | None = None) -> None:
+    """`model_cls(config_cls instance)` builds the model; `presets` are named config instances."""
+    _REGISTRY[arch] = ModelEntry(config_cls, model_cls, dict(presets or {}))
 
 
-def _ensure_builtin() -> None:
-    if "hubert" not in _REGISTRY:
-        from .hubert import HubertConfig, HubertPretrainModel
-        from .presets import HUBERT_PRESETS
-        register_model("hubert", HubertConfig, HubertPretrainModel, HUBERT_PRESETS)
-    if "avhubert" not in _REGISTRY:  # audio-visual HuBERT (speechkit.models.avhubert)
-        from .av_presets import AVHUBERT_PRESETS
-        from .avhubert import AVHubertConfig, AVHubertPretrainModel
-        register_model("avhubert", AVHubertConfig, AVHubertPretrainModel, AVHUBERT_PRESETS)
-    if "wav2vec2" not in _REGISTRY:  # wav2vec2, wavlm, data2vec (speechkit.models.ssl_presets)
-        from .ssl_presets import register_objectives
-        register_objectives(register_model)
+def register_encoder(kind: str, from_spec: Callable[[dict[str, Any]], nn.Module]) -> None:
+    """`from_spec(spec)` rebuilds an encoder from the dict its `upstream_spec()` returned."""
+    _ENCODERS[kind] = from_spec
+
+
+def _lookup(table: dict[str, Any], builtin: dict[str, str], name: Any) -> Any:
+    if name not in table and name in builtin:
+        importlib.import_module(builtin[name])  # registers `name` as a side effect
+    return table.get(name)
 
 
 def known_archs() -> list[str]:
-    _ensure_builtin()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_BUILTIN))
+
+
+def _entry(arch: Any) -> ModelEntry:
+    entry = _lookup(_REGISTRY, _BUILTIN, arch)
+    if entry is None:
+        raise ValueError(f"model_config: unknown or missing arch {arch!r}; known: {known_archs()}")
+    return entry
+
+
+def build_upstream(spec: dict[str, Any]) -> nn.Module:
+    """An upstream spec (see the module docstring) -> a freshly initialised module of that architecture."""
+    kind = spec.get("type")
+    if kind == "model":
+        return build_model(spec["model_config"])
+    from_spec = _lookup(_ENCODERS, _BUILTIN_ENCODERS, kind)
+    if from_spec is None:
+        raise ValueError(f"upstream spec: unknown type {kind!r}; known: {sorted({'model', *_ENCODERS, *_BUILTIN_ENCODERS})}")
+    return from_spec(spec)
 
 
 def resolve_config(model_config: dict[str, Any]) -> Any:
     """model_config dict -> the arch's config dataclass (preset + overrides applied)."""
-    _ensure_builtin()
     if not isinstance(model_config, dict):
         raise TypeError(f"model_config must be a mapping, got {type(model_config).__name__}")
     cfg = dict(model_config)
     arch = cfg.get("arch")
-    if arch not in _REGISTRY:
-        raise ValueError(f"model_config: unknown or missing arch {arch!r}; known: {known_archs()}")
-    entry = _REGISTRY[arch]
+    entry = _entry(arch)
     preset_name = cfg.pop("preset", None)
-    enc_overrides = dict(cfg.pop("encoder", None) or {})
-    enc_fields = {f.name for f in fields(EncoderConfig)}
-    head_fields = {f.name for f in fields(entry.config_cls)}
-    for key in list(cfg):  # flat encoder keys, e.g. mask_prob at the top level
-        if key in enc_fields and key not in head_fields:
-            enc_overrides[key] = cfg.pop(key)
     if preset_name is not None:
         if preset_name not in entry.presets:
             raise ValueError(f"model_config: unknown {arch} preset {preset_name!r}; known: {sorted(entry.presets)}")
-        from .config_utils import config_to_dict
         base = config_to_dict(entry.presets[preset_name])
     else:
         base = {"arch": arch}
-    base_enc = dict(base.pop("encoder", {}) or {})
-    base_enc.update(enc_overrides)
+    head_fields = {f.name for f in fields(entry.config_cls)}
+    if "encoder" in head_fields:  # an arch built on the shared encoder: encoder overrides merge into the preset's
+        enc_overrides = dict(cfg.pop("encoder", None) or {})
+        enc_fields = {f.name for f in fields(EncoderConfig)}
+        for key in list(cfg):  # flat encoder keys, e.g. mask_prob at the top level
+            if key in enc_fields and key not in head_fields:
+                enc_overrides[key] = cfg.pop(key)
+        base_enc = dict(base.pop("encoder", {}) or {})
+        base_enc.update(enc_overrides)
+        base["encoder"] = config_from_dict(EncoderConfig, base_enc, "model_config.encoder")
     base.update(cfg)
-    base["encoder"] = config_from_dict(EncoderConfig, base_enc, "model_config.encoder")
     return config_from_dict(entry.config_cls, base, "model_config")
 
 
 def build_model(model_config: dict[str, Any]) -> nn.Module:
     cfg = resolve_config(model_config)
-    return _REGISTRY[cfg.arch].model_cls(cfg)
+    return _entry(cfg.arch).model_cls(cfg)
 
 
 def read_checkpoint(path: pathlib.Path, map_location: str | torch.device) -> dict[str, Any]:
@@ -122,6 +164,12 @@ def read_checkpoint(path: pathlib.Path, map_location: str | torch.device) -> dic
 def load_pretrained(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                     strict: bool = True) -> nn.Module:
     """Build the model described by the checkpoint's `model_config` and load its weights (eval mode)."""
+    return load_pretrained_with_state(path, map_location, strict)[0]
+
+
+def load_pretrained_with_state(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                               strict: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`load_pretrained` that also returns the checkpoint dict (num_updates, model_config, ...)."""
     path = pathlib.Path(path)
     state = read_checkpoint(path, map_location)
     try:
@@ -154,4 +202,7 @@ def load_pretrained(path: str | os.PathLike, map_location: str | torch.device = 
     model.eval()
     logger.info("loaded %s (arch %s, %d parameters)", path, state["model_config"].get("arch"),
                 sum(p.numel() for p in model.parameters()))
-    return model
+    return model, state
+
+
+register_encoder("encoder", SSLEncoder.from_upstream_spec)

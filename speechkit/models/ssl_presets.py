@@ -1,4 +1,4 @@
-"""Presets (as data) of the wav2vec 2.0, WavLM and data2vec objectives, and their registration.
+"""Presets (as data) of the wav2vec 2.0, WavLM and data2vec objectives; importing this registers them.
 
 Encoders come from `ENCODER_PRESETS` (shared with HuBERT); only the objective's settings differ:
 - wav2vec 2.0 Base: mask_prob 0.65 / length 10, final_dim 256, G=2 x V=320 codewords of 128 dims
@@ -13,10 +13,11 @@ Encoders come from `ENCODER_PRESETS` (shared with HuBERT); only the objective's 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 from .data2vec import Data2VecConfig, Data2VecPretrainModel
 from .presets import ENCODER_PRESETS
+from .registry import register_model
 from .wav2vec2 import Wav2Vec2Config, Wav2Vec2PretrainModel
 from .wavlm import WavLMConfig, WavLMPretrainModel
 
@@ -54,8 +55,7 @@ DATA2VEC_PRESETS: dict[str, Data2VecConfig] = {
 }
 
 
-def register_objectives(register: Callable[[str, type, Callable[[Any], Any], dict[str, Any]], None]) -> None:
-    """Called by the registry: `arch: wav2vec2 | wavlm | data2vec` in a model_config."""
-    register("wav2vec2", Wav2Vec2Config, Wav2Vec2PretrainModel, WAV2VEC2_PRESETS)
-    register("wavlm", WavLMConfig, WavLMPretrainModel, WAVLM_PRESETS)
-    register("data2vec", Data2VecConfig, Data2VecPretrainModel, DATA2VEC_PRESETS)
+# `arch: wav2vec2 | wavlm | data2vec` in a model_config (the registry imports this module for them)
+register_model("wav2vec2", Wav2Vec2Config, Wav2Vec2PretrainModel, WAV2VEC2_PRESETS)
+register_model("wavlm", WavLMConfig, WavLMPretrainModel, WAVLM_PRESETS)
+register_model("data2vec", Data2VecConfig, Data2VecPretrainModel, DATA2VEC_PRESETS)

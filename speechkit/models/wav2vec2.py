@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config_utils import config_from_dict, config_to_dict
+from .config_utils import ModelConfig
 from .encoder import EncoderConfig, SSLEncoder
 from .quantizer import GumbelVectorQuantizer
 
 
 @dataclass
-class Wav2Vec2Config:
+class Wav2Vec2Config(ModelConfig):
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(mask_prob=0.65, mask_length=10))
     final_dim: int = 256  # contrastive space (Base 256, Large 768)
     codevector_dim: int = 256  # quantizer output (fairseq latent_dim; 0 there means final_dim)
@@ -45,16 +45,10 @@ class Wav2Vec2Config:
     arch: str = "wav2vec2"
 
     def __post_init__(self) -> None:
-        if isinstance(self.encoder, dict):
-            self.encoder = config_from_dict(EncoderConfig, self.encoder, "model_config.encoder")
-        if self.arch != "wav2vec2":
-            raise ValueError(f"Wav2Vec2Config.arch must be 'wav2vec2', got {self.arch!r}")
+        super().__post_init__()
         self.latent_temp = [float(t) for t in self.latent_temp]
         if self.num_negatives < 1:
             raise ValueError(f"num_negatives must be >= 1, got {self.num_negatives}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 def sample_negatives(counts: list[int], num: int, generator: torch.Generator | None = None) -> Tensor:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from .config_utils import config_from_dict, config_to_dict
 from .encoder import EncoderConfig, SSLEncoder
 from .hubert import HubertConfig, HubertPretrainModel
+from .registry import register_encoder
 from .transformer import SelfAttention, TransformerEncoder
 
 
@@ -111,7 +112,7 @@ class WavLMEncoder(SSLEncoder):
         self.num_buckets, self.max_distance = num_buckets, max_distance
 
     def upstream_spec(self) -> dict[str, Any]:
-        """What speechkit.downstream needs to rebuild this encoder (a plain EncoderConfig lacks the bias)."""
+        """What rebuilds this encoder (a plain EncoderConfig lacks the bias's buckets and distance)."""
         return {"type": "wavlm_encoder", "encoder": config_to_dict(self.cfg), "num_buckets": self.num_buckets,
                 "max_distance": self.max_distance}
 
@@ -119,6 +120,9 @@ class WavLMEncoder(SSLEncoder):
     def from_upstream_spec(cls, spec: dict[str, Any]) -> "WavLMEncoder":
         return cls(config_from_dict(EncoderConfig, spec["encoder"], "upstream.encoder"), int(spec["num_buckets"]),
                    int(spec["max_distance"]))
+
+
+register_encoder("wavlm_encoder", WavLMEncoder.from_upstream_spec)
 
 
 @dataclass
@@ -131,19 +135,11 @@ class WavLMConfig(HubertConfig):
     arch: str = "wavlm"
 
     def __post_init__(self) -> None:
-        if isinstance(self.encoder, dict):
-            self.encoder = config_from_dict(EncoderConfig, self.encoder, "model_config.encoder")
-        if self.arch != "wavlm":
-            raise ValueError(f"WavLMConfig.arch must be 'wavlm', got {self.arch!r}")
-        if self.label_rate <= 0:
-            raise ValueError(f"label_rate must be positive, got {self.label_rate}")
+        super().__post_init__()
         if not 0.0 <= self.mix_prob <= 1.0 or not 0.0 < self.mix_max_ratio <= 1.0:
             raise ValueError(f"mix_prob must be in [0, 1] and mix_max_ratio in (0, 1], got "
                              f"{self.mix_prob}, {self.mix_max_ratio}")
         self.mix_energy_db = [float(v) for v in self.mix_energy_db]
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 def mix_utterances(wav: Tensor, wav_lens: Tensor, prob: float, max_ratio: float = 0.5,
@@ -187,18 +183,10 @@ def mix_utterances(wav: Tensor, wav_lens: Tensor, prob: float, max_ratio: float 
 class WavLMPretrainModel(HubertPretrainModel):
     """HuBERT's loss and head (`final_proj`, `label_embs_concat`) on a WavLM encoder (`wavlm.*`)."""
 
-    def __init__(self, cfg: WavLMConfig) -> None:
-        nn.Module.__init__(self)  # HubertPretrainModel.__init__ would build a plain encoder
-        self.config = cfg
-        self.wavlm = WavLMEncoder(cfg.encoder, cfg.num_buckets, cfg.max_distance)
-        self.final_proj = nn.Linear(cfg.encoder.embed_dim, cfg.final_dim)
-        self.label_embs_concat = nn.Parameter(torch.empty(cfg.num_classes, cfg.final_dim).uniform_())
-        frame_rate = cfg.sample_rate / self.wavlm.feature_extractor.total_stride
-        self.label_ratio = cfg.label_rate / frame_rate
+    encoder_attr = "wavlm"
 
-    @property
-    def hubert(self) -> WavLMEncoder:  # what HubertPretrainModel's loss runs
-        return self.wavlm
+    def __init__(self, cfg: WavLMConfig) -> None:
+        super().__init__(cfg, encoder=WavLMEncoder(cfg.encoder, cfg.num_buckets, cfg.max_distance))
 
     def forward(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float], int]:
         cfg = self.config

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from speechkit.results import ResultRecord, write_result_json
-from speechkit.text.normalize import NormalizerConfig, normalize_text
+from speechkit.text.normalize import NormalizerConfig, normalize_text, read_text_file
 
 __all__ = [
     "align", "AlignedUtt", "ScoreStats", "ScoreResult", "tokenize_for_scoring", "score_texts",
@@ -259,3 +259,21 @@ def write_score_dir(out_dir, result: ScoreResult, dataset: str, task: str = "asr
         info=dict(extra or {}))
     write_result_json(paths["json"], record)
     return paths
+
+
+def score_files(ref, hyp, out_dir, *, cer: bool = False, utt2spk=None, dataset: str | None = None,
+                task: str = "asr", info: dict | None = None, normalizer: NormalizerConfig | None = None,
+                allow_missing: bool = False) -> list[tuple[ScoreResult, dict[str, pathlib.Path]]]:
+    """Score the Kaldi text file ``hyp`` against ``ref`` into ``out_dir`` (speechkit.bin.score's work): WER,
+    and CER too with ``cer``; ``utt2spk`` (a file) gives the per-speaker rows, ``info`` the experiment facts
+    of result.json, ``dataset`` the RESULTS.md row (default: the name of ``out_dir``). Returns, word scoring
+    first, each result with the paths written."""
+    refs, hyps = read_text_file(ref), read_text_file(hyp)
+    spk = read_text_file(utt2spk, allow_empty=False) if utt2spk else None
+    dataset = dataset or pathlib.Path(out_dir).resolve().name
+    done = []
+    for unit in ("word", "char") if cer else ("word",):
+        result = score_texts(refs, hyps, unit=unit, normalizer=normalizer, utt2spk=spk, allow_missing=allow_missing,
+                             ref_name=str(ref), hyp_name=str(hyp))
+        done.append((result, write_score_dir(out_dir, result, dataset, task=task, extra=info)))
+    return done

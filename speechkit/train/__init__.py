@@ -8,6 +8,5 @@ trainer (DDP, AMP, gradient accumulation, exact resume) shared by every model.
 - :mod:`~speechkit.train.schedule`     LRSchedule (polynomial_decay, linear, cosine, tri_stage, constant)
 - :mod:`~speechkit.train.checkpoint`   atomic save, validated load, RNG state, rotation
 - :mod:`~speechkit.train.distributed`  torchrun / DDP setup
-- :mod:`~speechkit.train.trainer`      Trainer
-- :mod:`~speechkit.train.layer_features` LayerFeatures (a model layer as a feature extractor)
+- :mod:`~speechkit.train.trainer`      Trainer, make_collater
 """

@@ -50,7 +50,7 @@ class AVLayerFeatures:
         cfg = self.model.config
         if getattr(cfg, "arch", None) != "avhubert":
             raise ValueError(f"{checkpoint}: arch {getattr(cfg, 'arch', None)!r} is not an audio-visual model; "
-                             "use speechkit.train.layer_features.LayerFeatures")
+                             "use speechkit.features.layer_features.LayerFeatures")
         if not 0 <= layer <= cfg.encoder.num_layers:
             raise ValueError(f"{checkpoint}: layer {layer} out of range; the model has {cfg.encoder.num_layers} layers")
         self.layer = layer

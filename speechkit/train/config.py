@@ -94,6 +94,8 @@ class TrainerConfig:
     save_interval: int = 10000
     # How many checkpoint_<updates>.pt to keep (checkpoint_last/best are kept regardless).
     keep_last: int = 5
+    # DDP: look for parameters without gradient every step. The trainer turns it on by itself for
+    # LayerDrop and for models that declare it (has_unused_parameters); true forces it.
     find_unused_parameters: bool = False
 
 

@@ -6,12 +6,17 @@ Usage::
     trainer.maybe_resume("auto")     # or a checkpoint path, or None
     trainer.train()
 
-The model follows the batch contract: ``model(batch) -> (loss, stats, sample_size)``. As in
-speechkit's models, ``loss`` is by default the *mean* over ``sample_size`` units (its sum is
-``loss * sample_size``); a model whose loss is already a sum sets ``loss_reduction = "sum"``.
-Either way the trainer back-propagates the summed loss and divides the gradients by the total
-sample size of the update across accumulation steps and ranks (fairseq's normalisation), so
-``update_freq=2`` with half batches is the same update as one full batch.
+The model follows the batch contract (:mod:`speechkit.models.contract`, CONTRACT.md):
+``model(batch) -> (loss, stats, sample_size)``. As in speechkit's models, ``loss`` is by default the
+*mean* over ``sample_size`` units (its sum is ``loss * sample_size``); a model whose loss is already a
+sum sets ``loss_reduction = "sum"``. Either way the trainer back-propagates the summed loss and
+divides the gradients by the total sample size of the update across accumulation steps and ranks
+(fairseq's normalisation), so ``update_freq=2`` with half batches is the same update as one full batch.
+
+Optional model hooks: ``set_num_updates(n)`` after every update and after a resume, ``after_update(n)``
+once after every update, ``has_unused_parameters()`` for DDP (LayerDrop is detected here). Batches come
+from ``collater`` (default: :func:`make_collater` of the config: audio and frame labels); downstream
+tasks pass their own (e.g. one adding transcripts as labels).
 
 Stats are averaged weighted by sample size; keys ``sample_size``, ``*_sum`` and ``count_*`` are
 totals and are not logged.
@@ -37,6 +42,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from speechkit.models.contract import AfterUpdate, DeclaresUnusedParameters, UpdateCounter
 from speechkit.train import checkpoint as ckpt
 from speechkit.train.batching import BucketBatchSampler, Collater
 from speechkit.train.config import TrainConfig
@@ -54,6 +60,27 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def make_collater(cfg: TrainConfig, train_set: AudioLabelDataset) -> Collater:
+    """The trainer's default collater: crop/pad audio and frame labels as ``cfg.data`` says."""
+    dc = cfg.data
+    return Collater(dc.sample_rate, dc.max_sample_size, label_rates=train_set.label_rates, pad_audio=dc.pad_audio,
+                    random_crop=dc.random_crop, seed=cfg.trainer.seed)
+
+
+def unused_parameters_reason(model: nn.Module) -> str | None:
+    """Why some trainable parameters of ``model`` may get no gradient in an update (None: every one always
+    gets one). DDP must then look for them each step, or the next step fails with "Expected to have
+    finished reduction in the prior iteration"."""
+    if isinstance(model, DeclaresUnusedParameters) and model.has_unused_parameters():
+        return f"{type(model).__name__} declares parameters without gradient in some updates"
+    for name, module in model.named_modules():
+        layerdrop = getattr(module, "layerdrop", 0.0)
+        if isinstance(layerdrop, (int, float)) and layerdrop > 0 and any(
+                p.requires_grad for p in module.parameters()):
+            return f"layerdrop {layerdrop:g} in {name or type(model).__name__} skips whole layers"
+    return None
 
 
 def format_duration(seconds: float) -> str:
@@ -75,6 +102,8 @@ class Trainer:
         dist_info: DistInfo | None = None,
         model_config: dict[str, Any] | None = None,
         hooks: list[Callable[["Trainer"], None]] | None = None,
+        collater: Collater | Any = None,  # Collater-like: items -> batch dict, and set_epoch(epoch)
+        valid_collater: Collater | Any = None,
     ):
         self.cfg = cfg
         self.tc = cfg.trainer
@@ -89,11 +118,15 @@ class Trainer:
         self.loss_reduction = getattr(model, "loss_reduction", "mean")
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
+            reason = "trainer.find_unused_parameters" if self.tc.find_unused_parameters else \
+                unused_parameters_reason(self.model)
+            self._ddp_note = "" if reason is None else f"DDP looks for parameters without gradient each step ({reason})"
             self.ddp_model: nn.Module = DistributedDataParallel(
-                self.model, device_ids=ids, find_unused_parameters=self.tc.find_unused_parameters
+                self.model, device_ids=ids, find_unused_parameters=reason is not None
             )
         else:
             self.ddp_model = self.model
+            self._ddp_note = ""
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.schedule = LRSchedule(cfg.schedule, cfg.optim.lr, self.tc.max_updates)
 
@@ -112,14 +145,9 @@ class Trainer:
             train_set.batch_lengths(), dc.max_tokens, seed=self.tc.seed, shuffle=True,
             rank=self.info.rank, world_size=self.info.world_size,
         )
-        self.collater = Collater(
-            dc.sample_rate, dc.max_sample_size, label_rates=train_set.label_rates, pad_audio=dc.pad_audio,
-            random_crop=dc.random_crop, seed=self.tc.seed,
-        )
-        self.valid_collater = Collater(
-            dc.sample_rate, dc.max_sample_size, label_rates=train_set.label_rates, pad_audio=dc.pad_audio,
-            random_crop=dc.random_crop, seed=self.tc.seed,
-        )
+        # separate instances: set_epoch on the training one must not change validation crops
+        self.collater = collater if collater is not None else make_collater(cfg, train_set)
+        self.valid_collater = valid_collater if valid_collater is not None else make_collater(cfg, train_set)
 
         # Run state (saved in checkpoints).
         self.num_updates = 0
@@ -174,6 +202,8 @@ class Trainer:
             logger.warning("%s was written by %d processes, now %d: resume is not bit-exact", path,
                            len(ranks), self.info.world_size)
         ckpt.set_rng_state(ranks[self.info.rank % len(ranks)])
+        if isinstance(self.model, UpdateCounter):  # temperatures, freezing: functions of the update count
+            self.model.set_num_updates(self.num_updates)
         self._saved_at = self._valid_at = self.num_updates
         logger.info("resumed from %s: update %d, epoch %d, batch %d of the epoch", path, self.num_updates,
                     self.epoch, self.batch_in_epoch)
@@ -333,8 +363,10 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.num_updates += 1
-        if hasattr(self.model, "set_num_updates"):  # annealed temperatures, EMA teachers (fairseq convention)
+        if isinstance(self.model, UpdateCounter):  # annealed temperatures, encoder freezing (fairseq convention)
             self.model.set_num_updates(self.num_updates)
+        if isinstance(self.model, AfterUpdate):  # EMA teachers: once per update, never on resume
+            self.model.after_update(self.num_updates)
         lr = self.schedule.step(self.optimizer, self.num_updates)
         iv = self._interval
         for k, v in totals.items():
@@ -500,6 +532,8 @@ class Trainer:
         logger.info("model: %s, %.2fM parameters; %d processes on %s; amp %s; update_freq %d",
                     self.model_config.get("arch", type(self.model).__name__), n_params / 1e6,
                     self.info.world_size, self.device, self.amp_dtype or "off (fp32)", self.tc.update_freq)
+        if self._ddp_note:
+            logger.info("%s", self._ddp_note)
 
     def _close_logs(self) -> None:
         if self._writer is not None:

@@ -1,5 +1,8 @@
 """Features from a layer of a trained speechkit model (HuBERT iteration 2's k-means input).
 
+Any checkpoint of the model registry works: pre-training (HuBERT, wav2vec 2.0, ...), imported, or a
+downstream model (a fine-tuned CTC model, a probe or speaker-ID model: their encoder).
+
 ``LayerFeatures(checkpoint, layer)`` follows speechkit.features' ``FeatureExtractor`` protocol
 (``(wav) -> (T, D)``, ``batch(wavs)``, ``dim``, ``frame_rate``), so the generic dumper
 (:func:`speechkit.features.dump.dump_job`) writes its ark/scp shards. Frames are the model's
@@ -21,20 +24,21 @@ logger = logging.getLogger(__name__)
 class LayerFeatures:
     def __init__(self, checkpoint: str | os.PathLike, layer: int, device: str = "cpu",
                  max_batch_samples: int = 16000 * 200, min_fill: float = 0.9):
-        from speechkit.models import load_pretrained
+        from speechkit.models import find_encoder, load_pretrained
 
         self.device = torch.device(device)
-        self.model = load_pretrained(checkpoint, map_location="cpu").to(self.device).eval()
-        cfg = getattr(self.model, "config", None)
-        enc = getattr(cfg, "encoder", None)
-        num_layers = getattr(enc, "num_layers", None)
-        if layer < 0 or (num_layers is not None and layer > num_layers):
-            raise ValueError(f"{checkpoint}: layer {layer} out of range; the model has {num_layers} layers")
+        model = load_pretrained(checkpoint, map_location="cpu")
+        enc = find_encoder(model)
+        if enc is None:
+            raise ValueError(f"{checkpoint}: a {type(model).__name__} holds no SSLEncoder to take layer features from")
+        # the model's own extract_features when it has one (the contract), else its encoder's (probe, sid)
+        self.model = (model if hasattr(model, "extract_features") else enc).to(self.device).eval()
+        if not 0 <= layer <= enc.num_layers:
+            raise ValueError(f"{checkpoint}: layer {layer} out of range; the model has {enc.num_layers} layers")
         self.layer = layer
-        self.dim = int(getattr(enc, "embed_dim", 0))
-        sample_rate = getattr(cfg, "sample_rate", 16000)
-        stride = self.model.hubert.feature_extractor.total_stride if hasattr(self.model, "hubert") else 320
-        self.frame_rate = sample_rate / stride
+        self.dim = int(enc.cfg.embed_dim)
+        sample_rate = getattr(getattr(model, "config", None), "sample_rate", 16000)
+        self.frame_rate = sample_rate / enc.feature_extractor.total_stride
         self.max_batch_samples = max_batch_samples
         self.min_fill = min_fill
 
