@@ -157,7 +157,7 @@ def build_seq2seq_task(cfg: TrainConfig, train_dir: str, valid_dir: str | None, 
                         sample_rate=cfg.data.sample_rate) if av.noise_prob > 0 else None
     if (noise_dirs or babble_dir) and noise is None:
         raise ConfigError(f"{source}: noise sources given but model.av_data.noise_prob is 0")
-    targets = lambda d: text_targets(d, tokenizer.encode)  # noqa: E731
+    targets = lambda d: text_targets(d, tokenizer)  # noqa: E731
     if kind == "av":
         from speechkit.train.av_dataset import AVDataset
 
