@@ -60,7 +60,10 @@ class LloydPass:
         self._bufs = [(torch.ones(chunk, self.d + 1, device=dev), torch.empty(chunk, kp, device=dev),
                        torch.zeros(self.k, self.d, device=dev)) for _ in range(self.threads)]
         self._offsets = np.arange(chunk, dtype=np.int64) * kp
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        # each worker runs its matmuls on one thread: OpenMP's thread count is per calling
+        # thread, so a fresh thread would otherwise start OMP_NUM_THREADS of its own
+        self._pool = (ThreadPoolExecutor(self.threads, initializer=torch.set_num_threads, initargs=(1,))
+                      if self.threads > 1 else None)
 
     def _chunk(self, w: int, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, float]:
         xa, dbuf, sums = self._bufs[w]
