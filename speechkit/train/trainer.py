@@ -459,6 +459,8 @@ class Trainer:
         logger.info("model: %s, %.2fM parameters; %d processes on %s; amp %s; update_freq %d",
                     self.model_config.get("arch", type(self.model).__name__), n_params / 1e6,
                     self.info.world_size, self.device, self.amp_dtype or "off (fp32)", self.tc.update_freq)
+        logger.info("threads: %d torch threads per process (OMP_NUM_THREADS=%s)", torch.get_num_threads(),
+                    os.environ.get("OMP_NUM_THREADS", "unset"))
 
     def _close_logs(self) -> None:
         if self._writer is not None:

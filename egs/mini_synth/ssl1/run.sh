@@ -27,6 +27,8 @@ stop_stage=100
 size=default            # synthetic corpus size: tiny (tests) or default (~1 h, 40 speakers)
 seed=0
 nj=2                    # parallel jobs for dumping and labelling
+threads_per_job=""      # threads of each of the $nj jobs; "": cores / nj (utils/threads.sh)
+cores=""                # cores this recipe may use; "": nproc
 mfcc_k=100              # clusters on MFCC (iteration 1 targets)
 kmeans_portion=1.0      # portion of train utterances used to learn k-means
 layer=4                 # layer of the iteration-1 model that is clustered for iteration 2
@@ -47,6 +49,7 @@ help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. utils/threads.sh      # OMP_NUM_THREADS=$threads_per_job for jobs; $train_threads for steps run alone
 
 case $ssl in
   hubert) : "${pretrain1_config:=conf/pretrain_hubert_iter1.yaml}"; : "${pretrain2_config:=conf/pretrain_hubert_iter2.yaml}"; iterated=true ;;
@@ -79,7 +82,8 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   begin 2 "MFCC features"
   for s in $sets; do
     is_done dump/mfcc/$s/.done && continue
-    python -m speechkit.bin.dump_features --data-dir data/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd"
+    python -m speechkit.bin.dump_features --data-dir data/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd" \
+      --num-threads $threads_per_job
     touch dump/mfcc/$s/.done
   done
   took 2
@@ -89,7 +93,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   begin 3 "k-means on MFCC, K=$mfcc_k"
   if ! is_done exp/kmeans_$km1/.done; then
     python -m speechkit.bin.learn_kmeans --feats dump/mfcc/$train/feats.scp --n-clusters $mfcc_k \
-      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km1
+      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km1 --num-threads $train_threads
     touch exp/kmeans_$km1/.done
   fi
   took 3
@@ -120,7 +124,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   begin 6 "pre-train $ssl iteration 1 ($pretrain1_config)"
   if ! is_done exp/${ssl}_iter1/.done; then
     labels=""; $iterated && labels="--label-tag $km1"
-    python -m speechkit.bin.pretrain --config $pretrain1_config --train-data data/$train \
+    nthreads $train_threads python -m speechkit.bin.pretrain --config $pretrain1_config --train-data data/$train \
       --valid-data data/$dev $labels --exp-dir exp/${ssl}_iter1 --resume auto $pretrain_opts
     touch exp/${ssl}_iter1/.done
   fi
@@ -136,7 +140,8 @@ if $iterated && [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   for s in $sets; do
     is_done dump/${ssl}1_l$layer/$s/.done && continue
     python -m speechkit.bin.dump_layer_features --checkpoint exp/${ssl}_iter1/checkpoint_last.pt \
-      --layer $layer --data-dir data/$s --out dump/${ssl}1_l$layer/$s --nj $nj --cmd "$cpu_cmd"
+      --layer $layer --data-dir data/$s --out dump/${ssl}1_l$layer/$s --nj $nj --cmd "$cpu_cmd" \
+      --num-threads $threads_per_job
     touch dump/${ssl}1_l$layer/$s/.done
   done
   took 7
@@ -146,7 +151,7 @@ if $iterated && [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   begin 8 "k-means on iteration-1 layer-$layer features, K=$iter2_k"
   if ! is_done exp/kmeans_$km2/.done; then
     python -m speechkit.bin.learn_kmeans --feats dump/${ssl}1_l$layer/$train/feats.scp --n-clusters $iter2_k \
-      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km2
+      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km2 --num-threads $train_threads
     touch exp/kmeans_$km2/.done
   fi
   took 8
@@ -176,7 +181,7 @@ fi
 if $iterated && [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   begin 11 "pre-train $ssl iteration 2 on km.$km2 ($pretrain2_config)"
   if ! is_done exp/${ssl}_iter2/.done; then
-    python -m speechkit.bin.pretrain --config $pretrain2_config --train-data data/$train \
+    nthreads $train_threads python -m speechkit.bin.pretrain --config $pretrain2_config --train-data data/$train \
       --valid-data data/$dev --label-tag $km2 --exp-dir exp/${ssl}_iter2 --resume auto \
       --set data.label_rate=50 $pretrain_opts
     touch exp/${ssl}_iter2/.done
@@ -199,7 +204,7 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
   for x in ft_$(basename $upstream) ft_scratch; do
     is_done exp/$x/.done && continue
     opt=""; [ $x = ft_scratch ] && opt="--from-scratch --set optim.lr=$scratch_lr"
-    python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
+    nthreads $train_threads python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
       --tokenizer data/token_char --train-data data/train_ft --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
     touch exp/$x/.done
   done
@@ -223,11 +228,11 @@ fi
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
   begin 15 "speaker identification on the frozen $upstream"
   if ! is_done exp/sid_$(basename $upstream)/.done; then
-    python -m speechkit.bin.train_downstream --task sid --config $sid_config --init $upstream/checkpoint_last.pt \
+    nthreads $train_threads python -m speechkit.bin.train_downstream --task sid --config $sid_config --init $upstream/checkpoint_last.pt \
       --train-data data/$train --valid-data data/$dev --exp-dir exp/sid_$(basename $upstream) --resume auto $sid_opts
     touch exp/sid_$(basename $upstream)/.done
   fi
-  python -m speechkit.bin.eval_sid --model exp/sid_$(basename $upstream)/checkpoint_best.pt --data-dir data/$test \
+  nthreads $train_threads python -m speechkit.bin.eval_sid --model exp/sid_$(basename $upstream)/checkpoint_best.pt --data-dir data/$test \
     --out exp/sid_$(basename $upstream)/eval_$test
   took 15
 fi
@@ -236,7 +241,7 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
   begin 16 "speaker verification on $test (cosine scoring, EER, minDCF)"
   [ -f data/$test/trials ] || python -m speechkit.bin.make_trials --data-dir data/$test --out data/$test/trials \
     --num-target $num_target_trials --num-nontarget $((num_target_trials * 5)) --seed $seed
-  python -m speechkit.bin.extract_embeddings --model exp/sid_$(basename $upstream)/checkpoint_best.pt --data-dir data/$test \
+  nthreads $train_threads python -m speechkit.bin.extract_embeddings --model exp/sid_$(basename $upstream)/checkpoint_best.pt --data-dir data/$test \
     --out exp/sid_$(basename $upstream)/embed_$test
   python -m speechkit.bin.compute_eer --trials data/$test/trials \
     --embeddings exp/sid_$(basename $upstream)/embed_$test/embeddings.scp --out exp/sid_$(basename $upstream)/sv_$test
