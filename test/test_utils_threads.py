@@ -89,7 +89,7 @@ def test_trainer_logs_its_thread_count(tmp_path):
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        build(toy_config(max_updates=1, valid_interval=0), data, tmp_path / "exp").train()
+        build(toy_config(max_updates=3, valid_interval=0), data, tmp_path / "exp").train()
     finally:
         torch.set_num_threads(old)
     log = (tmp_path / "exp" / "train.log").read_text()
