@@ -210,3 +210,20 @@ def test_minibatch_reference_still_close_to_sklearn():
     assert ours.inertia_ <= 1.03 * sk
     with pytest.raises(ValueError, match="unknown k-means algorithm"):
         MiniBatchKMeans(**SMALL, algorithm="elkan").fit(x)
+
+
+def test_lloyd_pass_chunks_do_not_depend_on_block_sizes():
+    from speechkit.cluster.lloyd import LloydPass
+
+    x = torch.from_numpy(mixture(9000, seed=12))
+    c = x[:5].clone()
+    out = []
+    for sizes in ([9000], [150] * 60, [7, 4000, 93, 4900]):  # utterance-sized blocks are gathered
+        p = LloydPass(c, threads=2, chunk=1000)
+        i = 0
+        for n in sizes:
+            p.add(x[i : i + n].numpy().copy())
+            i += n
+        out.append(p.finish())
+    for new, inertia in out[1:]:
+        assert torch.equal(new, out[0][0]) and inertia == out[0][1]

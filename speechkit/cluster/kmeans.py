@@ -446,13 +446,12 @@ class MiniBatchKMeans:
         """Mean squared distance to the nearest centre per frame, one streaming pass."""
         c = self._check()
         src = ArraySource(source) if isinstance(source, np.ndarray) else source
-        total, n = 0.0, 0
-        c_sq = (c * c).sum(1)
-        for x in self._blocks(src):
-            for i in range(0, len(x), 65536):
-                total += float(nearest(x[i : i + 65536], c, c_sq)[1].double().sum())
-            n += len(x)
-        return total / max(n, 1)
+        threads = torch.get_num_threads() if c.device.type == "cpu" else 1
+        p = LloydPass(c, threads)  # a Lloyd pass's inertia is that of the centres it starts from
+        with torch_threads(1 if threads > 1 else torch.get_num_threads()):
+            for x in self._blocks(src):
+                p.add(x)
+            return p.finish()[1]
 
     def predict(self, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
         """Nearest-centroid labels of (T, D) frames -> (T,) int64."""

@@ -60,6 +60,8 @@ class LloydPass:
         self._bufs = [(torch.ones(chunk, self.d + 1, device=dev), torch.empty(chunk, kp, device=dev),
                        torch.zeros(self.k, self.d, device=dev)) for _ in range(self.threads)]
         self._offsets = np.arange(chunk, dtype=np.int64) * kp
+        self._pending: list[torch.Tensor] = []  # rows waiting for a whole chunk (< chunk x threads)
+        self._pending_rows = 0
         # each worker runs its matmuls on one thread: OpenMP's thread count is per calling
         # thread, so a fresh thread would otherwise start OMP_NUM_THREADS of its own
         self._pool = (ThreadPoolExecutor(self.threads, initializer=torch.set_num_threads, initargs=(1,))
@@ -87,8 +89,26 @@ class LloydPass:
         return sums.numpy().astype(np.float64), cnt, inertia
 
     def add(self, block: np.ndarray | torch.Tensor) -> None:
+        """Frames (n, D) of the pass; small blocks (one utterance each when streamed) are
+        gathered into whole chunks first, so the per-chunk work is never spent on a few rows.
+        Chunks are the stream cut every ``chunk`` rows, whatever the block sizes and threads."""
         x = block if isinstance(block, torch.Tensor) else torch.from_numpy(np.require(block, np.float32, ["C"]))
         x = x.to(self.device)
+        if self._pending_rows or len(x) < self.chunk:
+            self._pending.append(x.clone())  # a block may be a view of memory its source reuses
+            self._pending_rows += len(x)
+            if self._pending_rows < self.chunk * self.threads:
+                return
+            x = torch.cat(self._pending)
+            self._pending, self._pending_rows = [], 0
+        whole = len(x) - len(x) % self.chunk
+        if whole < len(x):  # the tail waits for the next block (or finish)
+            self._pending, self._pending_rows = [x[whole:].clone()], len(x) - whole
+            x = x[:whole]
+        if len(x):
+            self._run(x)
+
+    def _run(self, x: torch.Tensor) -> None:
         pieces = [x[i : i + self.chunk] for i in range(0, len(x), self.chunk)]
         if self._pool is None:
             results: Iterable = (self._chunk(0, p) for p in pieces)
@@ -110,6 +130,9 @@ class LloydPass:
 
     def finish(self) -> tuple[torch.Tensor, float]:
         """(new centres (K, D) float32: means, a centre with no frame keeps its place; mean inertia)."""
+        if self._pending_rows:
+            self._run(torch.cat(self._pending))
+            self._pending, self._pending_rows = [], 0
         if self._pool is not None:
             self._pool.shutdown()
         new = self.old.clone()
