@@ -83,16 +83,23 @@ def main() -> int:
         return [fairseq_reference_mfcc(w) for w in wavs]
 
     ours(), ref()  # warm-up
-    t_ours, t_ref = [], []
+    t_ours, t_ref, c_ours, c_ref = [], [], [], []
     for _ in range(args.repeats):  # interleaved so machine noise hits both alike
-        t = time.perf_counter(); a = ours(); t_ours.append(time.perf_counter() - t)
-        t = time.perf_counter(); b = ref(); t_ref.append(time.perf_counter() - t)
+        t, c = time.perf_counter(), time.process_time()
+        a = ours()
+        t_ours.append(time.perf_counter() - t); c_ours.append(time.process_time() - c)
+        t, c = time.perf_counter(), time.process_time()
+        b = ref()
+        t_ref.append(time.perf_counter() - t); c_ref.append(time.process_time() - c)
     diff = max(float(np.abs(x - y).max()) for x, y in zip(a, b))
     mo, mr = statistics.median(t_ours), statistics.median(t_ref)
     print(f"# {len(wavs)} utterances, {dur:.0f} s of audio, torch threads {args.threads}, "
           f"{os.cpu_count()} cpus, median of {args.repeats}")
     print(f"mfcc+deltas throughput: speechkit {dur / mo:.0f}x real time ({mo:.2f} s), "
           f"fairseq torchaudio per-utterance {dur / mr:.0f}x real time ({mr:.2f} s), ratio {mr / mo:.2f}x")
+    co, cr = statistics.median(c_ours), statistics.median(c_ref)  # CPU seconds: robust to a loaded machine
+    print(f"mfcc+deltas CPU time: speechkit {co:.2f} s, fairseq torchaudio per-utterance {cr:.2f} s, "
+          f"ratio {cr / co:.2f}x")
     print(f"mfcc+deltas max abs difference vs reference: {diff:.2e} (tolerance 1e-4), ratio {diff / 1e-4:.3f}")
     return 0 if diff <= 1e-4 else 1
 

@@ -178,3 +178,93 @@ def test_non_finite_features_are_refused_naming_utterance_and_frame(tmp_path, va
         km.predict(bad)
     with pytest.raises(ValueError, match="frame 4"):
         ArraySource(bad)
+
+
+# ---- the Lloyd algorithm (default): sampled stages, full passes, threads, stopping rule ----------
+
+def test_lloyd_pass_matches_brute_force_and_any_thread_count():
+    from speechkit.cluster.lloyd import LloydPass
+
+    x = torch.from_numpy(mixture(10000, seed=6))
+    c = x[:7].clone()
+    results = []
+    for threads in (1, 2, 3):
+        p = LloydPass(c, threads=threads, chunk=1000)
+        for i in range(0, len(x), 3000):  # blocks that do not align with the chunks
+            p.add(x[i : i + 3000])
+        results.append(p.finish())
+    d = ((x[:, None, :] - c[None]) ** 2).sum(-1)
+    lab = d.argmin(1)
+    want = torch.stack([x[lab == j].double().mean(0) for j in range(7)]).float()
+    torch.testing.assert_close(results[0][0], want, rtol=1e-5, atol=1e-5)
+    assert results[0][1] == pytest.approx(float(d.min(1).values.double().mean()), rel=1e-5)
+    for new, inertia in results[1:]:  # chunk results are summed in chunk order: bit-identical
+        assert torch.equal(new, results[0][0]) and inertia == results[0][1]
+
+
+def test_lloyd_uses_sample_then_full_passes_and_beats_sklearn():
+    from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
+
+    x = mixture(40000, d=8, comps=40, seed=9)
+    km = MiniBatchKMeans(n_clusters=20, batch_size=1000, sample_size=6000, seed=0).fit(x)
+    # 2 sample stages (1500 and 6000 frames) of at most 20 iterations each, then 1 to 3 full passes
+    assert km.stats.n_steps <= 20 + 20 + 3 and km.stats.n_frames_seen <= 20 * 1500 + 20 * 6000 + 3 * 40000
+    assert km.stats.n_frames_seen >= 40000 + 2 * 6000 + 2 * 1500
+    sk = SkMiniBatchKMeans(n_clusters=20, batch_size=1000, n_init=20, max_no_improvement=100, tol=0.0,
+                           reassignment_ratio=0.0, compute_labels=False, random_state=0).fit(x)
+    assert km.inertia_ <= 1.005 * -sk.score(x) / len(x), (km.inertia_, -sk.score(x) / len(x))
+
+
+def test_lloyd_stopping_rule():
+    x = mixture(20000, seed=10)
+    loose = MiniBatchKMeans(n_clusters=10, sample_size=4000, init_size=500, lloyd_tol=1.0).fit(x)
+    # every stage stops at its second iteration: the first has nothing to compare with
+    assert loose.stats.stopped_early and loose.stats.n_steps == 2 + 2 + 2
+    never = MiniBatchKMeans(n_clusters=10, sample_size=4000, init_size=500, lloyd_tol=-1.0, sample_iters=5,
+                            lloyd_iters=4).fit(x)
+    assert not never.stats.stopped_early and never.stats.n_steps == 5 + 5 + 4
+    assert never.inertia_ <= loose.inertia_ * 1.001
+
+
+def test_lloyd_streaming_is_deterministic_and_bounded(tmp_path):
+    x = mixture(24000, seed=11)
+    src = ScpSource(_write_shards(tmp_path / "dump", x))
+    kw = dict(n_clusters=10, init_size=500, sample_size=3000, buffer_frames=1500, seed=3)
+    a = MiniBatchKMeans(**kw).fit(src)
+    b = MiniBatchKMeans(**kw).fit(src)
+    assert torch.equal(a.centroids, b.centroids) and a.stats.n_steps == b.stats.n_steps
+    # the sample is capped at buffer_frames (the memory knob), at least 2 x init_size
+    assert a.stats.peak_rows <= 1500 + 150 + 1500 // 4 < src.num_frames / 8
+    mem = MiniBatchKMeans(**kw).fit(x)
+    assert a.inertia_ <= 1.01 * mem.inertia_
+
+
+def test_minibatch_reference_still_close_to_sklearn():
+    from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
+
+    x = mixture(20000)
+    ours = min((MiniBatchKMeans(**SMALL, algorithm="minibatch", seed=s).fit(x) for s in range(3)),
+               key=lambda m: m.inertia_)
+    sk = min(-SkMiniBatchKMeans(n_clusters=10, batch_size=1000, n_init=3, max_iter=20, max_no_improvement=20,
+                                tol=0.0, reassignment_ratio=0.0, compute_labels=False, random_state=s
+                                ).fit(x).score(x) / len(x) for s in range(3))
+    assert ours.inertia_ <= 1.03 * sk
+    with pytest.raises(ValueError, match="unknown k-means algorithm"):
+        MiniBatchKMeans(**SMALL, algorithm="elkan").fit(x)
+
+
+def test_lloyd_pass_chunks_do_not_depend_on_block_sizes():
+    from speechkit.cluster.lloyd import LloydPass
+
+    x = torch.from_numpy(mixture(9000, seed=12))
+    c = x[:5].clone()
+    out = []
+    for sizes in ([9000], [150] * 60, [7, 4000, 93, 4900]):  # utterance-sized blocks are gathered
+        p = LloydPass(c, threads=2, chunk=1000)
+        i = 0
+        for n in sizes:
+            p.add(x[i : i + n].numpy().copy())
+            i += n
+        out.append(p.finish())
+    for new, inertia in out[1:]:
+        assert torch.equal(new, out[0][0]) and inertia == out[0][1]

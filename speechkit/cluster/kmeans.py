@@ -1,8 +1,24 @@
-"""Mini-batch k-means with k-means++ initialisation and bounded memory.
+"""k-means with k-means++ initialisation and bounded memory: Lloyd (default) or mini-batch.
 
-The algorithm is scikit-learn's ``MiniBatchKMeans`` as fairseq's HuBERT recipe
-configures it (``learn_kmeans.py``: k-means++, batch 10000, max_iter 100,
-n_init 20, tol 0, max_no_improvement 100, init_size 3 * batch, reassignment 0):
+``algorithm="lloyd"`` (the default) is the fastest route to a low inertia:
+
+1. One streaming pass draws a uniform sample of ``sample_size`` frames (a fixed bound,
+   whatever the data size). ``n_init`` k-means++ runs on ``init_size`` of them; the one
+   with the lowest inertia on another ``init_size`` frames wins.
+2. Lloyd iterations on a quarter of the sample, then on all of it (at most
+   ``sample_iters`` each), stopping when an iteration improves the inertia by less than
+   ``lloyd_tol`` (relative): most of the moving happens here at a fraction of a pass.
+3. At most ``lloyd_iters`` full Lloyd passes over the data (streamed in file order, chunked
+   matrix products, ``lloyd.LloydPass``), with the same stopping rule.
+
+Measured on 1M x 39 MFCC frames, K=100 (bench/kmeans.py): several times faster than
+scikit-learn's MiniBatchKMeans with fairseq's settings and than faiss's 20 full Lloyd
+iterations, at a lower inertia than both. When all frames fit in the sample, steps 2-3
+are plain Lloyd on all of them.
+
+``algorithm="minibatch"`` is scikit-learn's ``MiniBatchKMeans`` as fairseq's HuBERT recipe
+configures it (``learn_kmeans.py``: k-means++, batch 10000, max_iter 100, n_init 20,
+tol 0, max_no_improvement 100, init_size 3 * batch, reassignment 0), kept as the reference:
 
 1. n_init k-means++ (greedy, 2 + ln K local trials) initialisations on
    ``init_size`` random frames; the one with the lowest inertia on a held-out
@@ -30,8 +46,7 @@ What differs, and why:
   SIMD argmin on CPU, and the batch inertia as sum(min) + sum ||x||^2 with no
   per-row pass. In-memory arrays are batched straight from each epoch's
   permutation (one row gather per batch). CUDA is used when present.
-- Optional Lloyd passes (``lloyd_iters``) refine the result with full streaming
-  passes (off by default, to stay the reference algorithm).
+- Optional Lloyd passes (``lloyd_iters``) refine the result with full streaming passes.
 """
 from __future__ import annotations
 
@@ -46,6 +61,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from speechkit.cluster.lloyd import LloydPass, torch_threads
 from speechkit.cluster.sources import ArraySource, FrameSource, batch_stream, sample_frames
 
 logger = logging.getLogger(__name__)
@@ -56,14 +72,18 @@ class KMeansConfig:
     n_clusters: int = 100
     batch_size: int = 10000
     max_iter: int = 100  # epochs worth of mini-batch steps, as sklearn
-    n_init: int = 20
-    init_size: int | None = None  # frames per k-means++ init; None: 3 * batch_size (sklearn)
+    algorithm: str = "lloyd"  # lloyd (sampled then full Lloyd passes) | minibatch (sklearn/fairseq's)
+    n_init: int | None = None  # k-means++ runs; None: 4 (lloyd) or 20 (minibatch, fairseq)
+    init_size: int | None = None  # frames per k-means++ init; None: 1 (lloyd) or 3 (minibatch) x batch_size
     tol: float = 0.0  # > 0: stop when centres move less than tol * mean feature variance
     max_no_improvement: int | None = 100
     reassignment_ratio: float = 0.0
     seed: int = 0
     buffer_frames: int = 200_000  # shuffle buffer of the streaming path (rows held at once)
-    lloyd_iters: int = 0  # full streaming Lloyd passes after the mini-batch phase
+    lloyd_iters: int | None = None  # full Lloyd passes at most; None: 3 (lloyd) or 0 (minibatch)
+    sample_size: int = 100_000  # lloyd: frames held for the sampled iterations (at most buffer_frames)
+    sample_iters: int = 20  # lloyd: iterations at most on each sample stage
+    lloyd_tol: float = 1.0e-4  # lloyd: stop when an iteration gains less than this (relative inertia)
     device: str = "auto"
 
 
@@ -239,13 +259,78 @@ class MiniBatchKMeans:
         n, k = src.num_frames, cfg.n_clusters
         if n < k:
             raise ValueError(f"{n} frames cannot make {k} clusters; dump more data or lower K")
+        if cfg.algorithm not in ("lloyd", "minibatch"):
+            raise ValueError(f"unknown k-means algorithm {cfg.algorithm!r} (expected lloyd or minibatch)")
         t0 = time.perf_counter()
+        self.stats = FitStats()
         rng = np.random.default_rng(cfg.seed)
-        init_size = cfg.init_size or 3 * cfg.batch_size
+        lloyd = cfg.algorithm == "lloyd"
+        init_size = cfg.init_size or (1 if lloyd else 3) * cfg.batch_size
         init_size = min(max(init_size, 3 * k), n)
-        batch = min(cfg.batch_size, n)
+        if lloyd:
+            centers = self._fit_lloyd(src, rng, init_size, t0)
+        else:
+            centers = self._fit_minibatch(src, rng, init_size, t0)
+        self.centroids = centers.contiguous()
+        self.stats.seconds = time.perf_counter() - t0
+        logger.info("k-means (%s): %d steps (%.1f epochs)%s in %.1f s", cfg.algorithm, self.stats.n_steps,
+                    self.stats.n_frames_seen / n, ", early stop" if self.stats.stopped_early else "",
+                    self.stats.seconds)
+        if compute_inertia:
+            self.inertia_ = self.inertia(src)
+            logger.info("k-means: final inertia %.4f per frame over %d frames", self.inertia_, n)
+        self.stats.peak_rows = max(src.peak_rows, self.stats.peak_rows)
+        return self
 
+    def _fit_lloyd(self, src: FrameSource, rng: np.random.Generator, init_size: int, t0: float) -> torch.Tensor:
+        """k-means++ and Lloyd on a bounded sample, then full Lloyd passes (see the module docstring)."""
+        cfg, n = self.config, src.num_frames
+        # the sample is held in memory: bounded by buffer_frames, the streaming path's memory knob
+        size = min(n, max(min(cfg.sample_size, cfg.buffer_frames), 2 * init_size))
+        sample = torch.from_numpy(sample_frames(src, size, rng, cfg.buffer_frames)).to(self.device)
+        self.stats.peak_rows = size
+        pool = sample[:init_size]
+        val = sample[init_size : 2 * init_size] if size >= 2 * init_size else sample
+        centers = self._best_init(pool, val, rng, cfg.n_init or 4)
+        self.stats.init_seconds = time.perf_counter() - t0
+        threads = torch.get_num_threads() if self.device.type == "cpu" else 1
+        all_in = size == n  # the sample is the data: its iterations are the full passes
+        stages = [size] if all_in or size < 8 * init_size else [size // 4, size]
+        steps = 0
+        for m in stages:
+            iters = cfg.sample_iters * (2 if all_in else 1)
+            centers, it, conv = self._lloyd(lambda: [sample[:m]], centers, iters, threads)
+            steps += it
+            self.stats.n_frames_seen += it * m
+        full = 0 if all_in else (3 if cfg.lloyd_iters is None else cfg.lloyd_iters)
+        if full:
+            centers, it, conv = self._lloyd(lambda: self._blocks(src), centers, full, threads)
+            steps += it
+            self.stats.n_frames_seen += it * n
+        self.stats.n_steps, self.stats.stopped_early = steps, conv
+        return centers
+
+    def _lloyd(self, blocks, centers: torch.Tensor, iters: int, threads: int) -> tuple[torch.Tensor, int, bool]:
+        """Up to ``iters`` Lloyd passes over ``blocks()``: (centres, passes done, stopped by lloyd_tol)."""
+        prev = None
+        with torch_threads(1 if threads > 1 else torch.get_num_threads()):
+            for i in range(iters):
+                p = LloydPass(centers, threads)
+                for b in blocks():
+                    p.add(b)
+                centers, inertia = p.finish()
+                # inertia is of the centres before this update: stop when the last update gained < tol
+                if prev is not None and prev - inertia <= self.config.lloyd_tol * abs(inertia):
+                    return centers, i + 1, True
+                prev = inertia
+        return centers, iters, False
+
+    def _fit_minibatch(self, src: FrameSource, rng: np.random.Generator, init_size: int, t0: float) -> torch.Tensor:
+        """sklearn's MiniBatchKMeans with fairseq's settings (see the module docstring)."""
+        cfg, n, k = self.config, src.num_frames, self.config.n_clusters
+        batch = min(cfg.batch_size, n)
         centers = self._init(src, rng, init_size)
+        self.stats.peak_rows = 2 * init_size
         self.stats.init_seconds = time.perf_counter() - t0
         dev, d = self.device, centers.shape[1]
         counts = torch.zeros(k, device=dev)
@@ -306,18 +391,10 @@ class MiniBatchKMeans:
                 break
         self.stats.n_steps = step + 1
         self.stats.n_frames_seen = (step + 1) * batch
-        for _ in range(cfg.lloyd_iters):
-            centers = self._lloyd_pass(src, centers)
-        self.centroids = centers.contiguous()
-        self.stats.seconds = time.perf_counter() - t0
-        logger.info("k-means: %d steps (%.1f epochs)%s in %.1f s", self.stats.n_steps,
-                    self.stats.n_frames_seen / n, ", early stop" if self.stats.stopped_early else "",
-                    self.stats.seconds)
-        if compute_inertia:
-            self.inertia_ = self.inertia(src)
-            logger.info("k-means: final inertia %.4f per frame over %d frames", self.inertia_, n)
-        self.stats.peak_rows = max(src.peak_rows, init_size * 2)
-        return self
+        if cfg.lloyd_iters:
+            threads = torch.get_num_threads() if self.device.type == "cpu" else 1
+            centers, _, _ = self._lloyd(lambda: self._blocks(src), centers, cfg.lloyd_iters, threads)
+        return centers
 
     def _init(self, src: FrameSource, rng: np.random.Generator, init_size: int) -> torch.Tensor:
         cfg = self.config
@@ -327,7 +404,10 @@ class MiniBatchKMeans:
         sample = torch.from_numpy(sample_frames(src, pool_size, rng, cfg.buffer_frames)).to(self.device)
         pool = sample[:init_size]
         val = sample[init_size:] if pool_size > init_size else sample
-        inits = kmeans_plusplus(pool, cfg.n_clusters, cfg.n_init, rng)
+        return self._best_init(pool, val, rng, cfg.n_init or 20)
+
+    def _best_init(self, pool: torch.Tensor, val: torch.Tensor, rng: np.random.Generator, n_init: int) -> torch.Tensor:
+        inits = kmeans_plusplus(pool, self.config.n_clusters, n_init, rng)
         inert = inertia_per_init(val, inits)
         best = int(inert.argmin())
         self.stats.init_inertia, self.stats.best_init = (inert / len(val)).tolist(), best
@@ -352,14 +432,6 @@ class MiniBatchKMeans:
             counts[to] = counts[~to].min()
         return centers, counts
 
-    def _lloyd_pass(self, src: FrameSource, centers: torch.Tensor) -> torch.Tensor:
-        sums, cnt = torch.zeros_like(centers), torch.zeros(len(centers), device=centers.device)
-        for x in self._blocks(src):
-            lab, _ = nearest(x, centers)
-            sums.index_add_(0, lab, x)
-            cnt += torch.bincount(lab, minlength=len(centers)).to(cnt.dtype)
-        return torch.where((cnt > 0).unsqueeze(1), sums / cnt.clamp(min=1).unsqueeze(1), centers)
-
     def _blocks(self, src: FrameSource) -> Iterator[torch.Tensor]:
         for b in src.blocks(None, self.config.buffer_frames):
             yield torch.from_numpy(_writable(b)).to(self.device)
@@ -374,13 +446,12 @@ class MiniBatchKMeans:
         """Mean squared distance to the nearest centre per frame, one streaming pass."""
         c = self._check()
         src = ArraySource(source) if isinstance(source, np.ndarray) else source
-        total, n = 0.0, 0
-        c_sq = (c * c).sum(1)
-        for x in self._blocks(src):
-            for i in range(0, len(x), 65536):
-                total += float(nearest(x[i : i + 65536], c, c_sq)[1].double().sum())
-            n += len(x)
-        return total / max(n, 1)
+        threads = torch.get_num_threads() if c.device.type == "cpu" else 1
+        p = LloydPass(c, threads)  # a Lloyd pass's inertia is that of the centres it starts from
+        with torch_threads(1 if threads > 1 else torch.get_num_threads()):
+            for x in self._blocks(src):
+                p.add(x)
+            return p.finish()[1]
 
     def predict(self, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
         """Nearest-centroid labels of (T, D) frames -> (T,) int64."""

@@ -37,34 +37,51 @@ def lifter_coeffs(num_ceps: int, cepstral_lifter: float) -> torch.Tensor:
     return 1.0 + 0.5 * cepstral_lifter * torch.sin(math.pi * i / cepstral_lifter)
 
 
+def _delta_once(x: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, win: int) -> torch.Tensor:
+    """One delta order over stacked utterances: sum_k k * x[clamp(t + k)] / denom, k = -win..win.
+
+    Interior frames use shifted slices of the whole stack (no gather); only the ``win``
+    frames at each end of each utterance, where the shift would cross into a neighbour,
+    are recomputed with indices clamped to the utterance (the reference's replicate padding).
+    """
+    n = x.shape[0]
+    denom = win * (win + 1) * (2 * win + 1) / 3
+    xp = torch.cat([x[:1].expand(win, -1), x, x[-1:].expand(win, -1)])  # edge rows: fixed below anyway
+    acc = None
+    for k in range(1, win + 1):  # k * (x[t+k] - x[t-k])
+        term = (xp[win + k : win + k + n] - xp[win - k : win - k + n]) * float(k)
+        acc = term if acc is None else acc + term
+    out = acc / denom
+    # rows within win of an utterance edge: their own clamped neighbours
+    offs = torch.arange(win, device=x.device)
+    edge = torch.cat([starts.unsqueeze(1) + offs, ends.unsqueeze(1) - offs], 1)  # (U, 2 win)
+    lo, hi = starts.unsqueeze(1).expand_as(edge), ends.unsqueeze(1).expand_as(edge)
+    edge, lo, hi = edge.reshape(-1), lo.reshape(-1), hi.reshape(-1)
+    keep = (edge >= lo) & (edge <= hi)  # utterances shorter than 2 win frames
+    edge, lo, hi = edge[keep], lo[keep], hi[keep]
+    acc = None
+    for k in range(1, win + 1):
+        term = (x[torch.minimum(edge + k, hi)] - x[torch.maximum(edge - k, lo)]) * float(k)
+        acc = term if acc is None else acc + term
+    out[edge] = acc / denom
+    return out
+
+
 def deltas_segmented(x: torch.Tensor, counts: Sequence[int], order: int = 2, win: int = 2) -> torch.Tensor:
     """Deltas of stacked utterances (N, D) -> (N, D * (order + 1)).
 
     Equivalent to ``torchaudio.functional.compute_deltas`` (win_length=5,
-    replicate padding) applied per utterance: the neighbour indices are
-    clamped to each utterance's own first/last frame, so one gather handles
-    all utterances at once.
+    replicate padding) applied per utterance, for all utterances at once.
     """
     if x.shape[0] == 0:
         return x.new_zeros(0, x.shape[1] * (order + 1))
     counts_t = torch.tensor(list(counts), dtype=torch.long, device=x.device)
-    nz = counts_t > 0
-    starts = torch.cumsum(counts_t, 0) - counts_t
-    seg_start = torch.repeat_interleave(starts[nz], counts_t[nz])
-    seg_end = seg_start + torch.repeat_interleave(counts_t[nz], counts_t[nz]) - 1
-    t = torch.arange(x.shape[0], device=x.device)
-    idx = {k: torch.minimum(torch.maximum(t + k, seg_start), seg_end) for k in range(-win, win + 1) if k}
-    denom = win * (win + 1) * (2 * win + 1) / 3
+    counts_t = counts_t[counts_t > 0]
+    ends = torch.cumsum(counts_t, 0) - 1
+    starts = ends - counts_t + 1
     outs, cur = [x], x
     for _ in range(order):
-        # conv1d order of the reference: sum_k k * x[t+k], k = -win..win, then / denom
-        acc = None
-        for k in range(-win, win + 1):
-            if k == 0:
-                continue
-            term = cur[idx[k]] * float(k)
-            acc = term if acc is None else acc + term
-        cur = acc / denom
+        cur = _delta_once(cur, starts, ends, win)
         outs.append(cur)
     return torch.cat(outs, dim=1)
 

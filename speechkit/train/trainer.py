@@ -534,6 +534,8 @@ class Trainer:
                     self.info.world_size, self.device, self.amp_dtype or "off (fp32)", self.tc.update_freq)
         if self._ddp_note:
             logger.info("%s", self._ddp_note)
+        logger.info("threads: %d torch threads per process (OMP_NUM_THREADS=%s)", torch.get_num_threads(),
+                    os.environ.get("OMP_NUM_THREADS", "unset"))
 
     def _close_logs(self) -> None:
         if self._writer is not None:

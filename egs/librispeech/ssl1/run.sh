@@ -32,12 +32,14 @@ librilight_dir=$LIBRILIGHT_FT     # librispeech_finetuning/ (or its parent); emp
 parts="dev-clean dev-other test-clean test-other train-clean-100 train-clean-360 train-other-500"
 ll_sets="train_10min train_1h train_10h"
 nj=32                   # parallel jobs for dumping and labelling
+threads_per_job=""      # threads of each of the $nj jobs; "": cores / nj (utils/threads.sh)
+cores=""                # cores this recipe may use; "": nproc
 ngpu=1                  # GPUs per training job (torchrun when > 1); 0 = train and decode on CPU
 auto_update_freq=true   # turn the papers' GPU counts into update_freq for $ngpu GPUs (README)
 seed=0
 mfcc_k=100              # iteration-1 targets: k-means of MFCC (HuBERT paper: K=100)
 kmeans_portion=0.1      # k-means is learned on 10% of the training utterances (as fairseq's recipe)
-kmeans_opts=""          # extra options for learn_kmeans (defaults are fairseq's)
+kmeans_opts=""          # extra options for learn_kmeans (e.g. "--algorithm minibatch": fairseq's)
 layer=6                 # layer of iteration 1 clustered for iteration 2 (HuBERT Base: 6)
 iter2_k=500             # iteration-2 targets (HuBERT Base: K=500)
 pretrain1_config=conf/pretrain_hubert_base_iter1.yaml
@@ -66,6 +68,8 @@ help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+train_procs=$(( ngpu > 1 ? ngpu : 1 ))  # processes of a training job (torchrun)
+. utils/threads.sh      # OMP_NUM_THREADS=$threads_per_job for jobs; $train_threads per training process
 
 . utils/stage_log.sh
 # launch: how a training job starts (torchrun for several GPUs on one node).
@@ -121,7 +125,8 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   begin 3 "MFCC features of $train and $valid"
   for s in $train $valid; do
     is_done dump/mfcc/$s/.done && continue
-    python -m speechkit.bin.dump_features --data-dir data/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd"
+    python -m speechkit.bin.dump_features --data-dir data/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd" \
+      --num-threads $threads_per_job
     touch dump/mfcc/$s/.done
   done
   took 3
@@ -131,7 +136,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   begin 4 "k-means on MFCC, K=$mfcc_k, on a $kmeans_portion portion of $train"
   if ! is_done exp/kmeans_$km1/.done; then
     python -m speechkit.bin.learn_kmeans --feats dump/mfcc/$train/feats.scp --n-clusters $mfcc_k \
-      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km1 $kmeans_opts
+      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km1 --num-threads $train_threads $kmeans_opts
     touch exp/kmeans_$km1/.done
   fi
   took 4
@@ -151,7 +156,7 @@ fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   begin 6 "pre-train HuBERT iteration 1 on km.$km1 ($pretrain1_config, $ngpu GPUs)"
   if ! is_done exp/hubert_iter1/.done; then
-    ${train_cmd} exp/hubert_iter1/log/pretrain.log $(launch) speechkit.bin.pretrain --config $pretrain1_config \
+    nthreads $train_threads ${train_cmd} exp/hubert_iter1/log/pretrain.log $(launch) speechkit.bin.pretrain --config $pretrain1_config \
       --train-data data/$train --valid-data data/$valid --label-tag $km1 --exp-dir exp/hubert_iter1 \
       --resume auto $pretrain_uf $device_opt $pretrain_opts
     touch exp/hubert_iter1/.done
@@ -164,7 +169,8 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   for s in $train $valid; do
     is_done dump/hubert1_l$layer/$s/.done && continue
     python -m speechkit.bin.dump_layer_features --checkpoint exp/hubert_iter1/checkpoint_last.pt \
-      --layer $layer --data-dir data/$s --out dump/hubert1_l$layer/$s --nj $nj --cmd "$cpu_cmd" $device_opt
+      --layer $layer --data-dir data/$s --out dump/hubert1_l$layer/$s --nj $nj --cmd "$cpu_cmd" $device_opt \
+      --num-threads $threads_per_job
     touch dump/hubert1_l$layer/$s/.done
   done
   took 7
@@ -174,7 +180,7 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   begin 8 "k-means on iteration-1 layer-$layer features, K=$iter2_k"
   if ! is_done exp/kmeans_$km2/.done; then
     python -m speechkit.bin.learn_kmeans --feats dump/hubert1_l$layer/$train/feats.scp --n-clusters $iter2_k \
-      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km2 $kmeans_opts
+      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km2 --num-threads $train_threads $kmeans_opts
     touch exp/kmeans_$km2/.done
   fi
   took 8
@@ -194,7 +200,7 @@ fi
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   begin 10 "pre-train HuBERT iteration 2 on km.$km2 ($pretrain2_config, $ngpu GPUs)"
   if ! is_done exp/hubert_iter2/.done; then
-    ${train_cmd} exp/hubert_iter2/log/pretrain.log $(launch) speechkit.bin.pretrain --config $pretrain2_config \
+    nthreads $train_threads ${train_cmd} exp/hubert_iter2/log/pretrain.log $(launch) speechkit.bin.pretrain --config $pretrain2_config \
       --train-data data/$train --valid-data data/$valid --label-tag $km2 --exp-dir exp/hubert_iter2 \
       --resume auto $pretrain_uf $device_opt $pretrain_opts
     touch exp/hubert_iter2/.done
@@ -234,7 +240,7 @@ if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
     [ -f $cfg ] || die "$cfg: no such config (write one from conf/finetune_${finetune_model}_10h.yaml, or --finetune-config)"
     is_done $dir/.done && continue
     log "  $ft: data/$ft_train, $cfg -> $dir"
-    ${train_cmd} $dir/log/finetune.log $(launch) speechkit.bin.train_downstream --task ctc --config $cfg \
+    nthreads $train_threads ${train_cmd} $dir/log/finetune.log $(launch) speechkit.bin.train_downstream --task ctc --config $cfg \
       --init $init --tokenizer data/token_char --train-data data/$ft_train --valid-data data/$finetune_valid \
       --exp-dir $dir --resume auto $finetune_uf $device_opt $finetune_opts
     touch $dir/.done

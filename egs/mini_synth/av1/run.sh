@@ -16,6 +16,8 @@ stop_stage=100
 size=tiny               # synthetic AV corpus size: tiny (seconds) or default (~40 min of video)
 seed=0
 nj=2                    # parallel jobs (audio extraction, ROI extraction)
+threads_per_job=""      # threads of each of the $nj jobs; "": cores / nj (utils/threads.sh)
+cores=""                # cores this recipe may use; "": nproc
 detect_every=5          # face detector every k-th frame, tracked in between
 vocab_size=1000         # unit model size (lowered automatically for tiny text)
 grid_dir=../../../../shared/fixtures/grid
@@ -24,6 +26,7 @@ help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. utils/threads.sh      # OMP_NUM_THREADS=$threads_per_job for every job
 
 . utils/stage_log.sh
 

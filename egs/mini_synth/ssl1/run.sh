@@ -36,6 +36,8 @@ stop_stage=100
 size=default            # synthetic corpus size: tiny (tests) or default (~1 h, 40 speakers)
 seed=0
 nj=2                    # parallel jobs for dumping and labelling
+threads_per_job=""      # threads of each of the $nj jobs; "": cores / nj (utils/threads.sh)
+cores=""                # cores this recipe may use; "": nproc
 mfcc_k=100              # clusters on MFCC (iteration 1 targets)
 kmeans_portion=1.0      # portion of train utterances used to learn k-means
 alignments_dir=corpus/alignments  # phone alignments <part>.phones for PNMI (stages 5, 10); absent: skipped
@@ -64,6 +66,7 @@ help_message=$(sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//p}' "$0")  # --h
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. utils/threads.sh      # OMP_NUM_THREADS=$threads_per_job for jobs; $train_threads for steps run alone
 
 case $ssl in
   hubert) : "${pretrain1_config:=conf/pretrain_hubert_iter1.yaml}"; : "${pretrain2_config:=conf/pretrain_hubert_iter2.yaml}"; iterated=true ;;
@@ -106,7 +109,8 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   begin 2 "MFCC features"
   for s in $sets; do
     is_done dump/mfcc/$s/.done && continue
-    python -m speechkit.bin.dump_features --data-dir data/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd"
+    python -m speechkit.bin.dump_features --data-dir data/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd" \
+      --num-threads $threads_per_job
     touch dump/mfcc/$s/.done
   done
   took 2
@@ -116,7 +120,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   begin 3 "k-means on MFCC, K=$mfcc_k"
   if ! is_done exp/kmeans_$km1/.done; then
     python -m speechkit.bin.learn_kmeans --feats dump/mfcc/$train/feats.scp --n-clusters $mfcc_k \
-      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km1
+      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km1 --num-threads $train_threads
     touch exp/kmeans_$km1/.done
   fi
   took 3
@@ -147,7 +151,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   begin 6 "pre-train $ssl iteration 1 ($pretrain1_config)"
   if ! is_done exp/${ssl}_iter1/.done; then
     labels=""; $iterated && labels="--label-tag $km1"
-    ${train_cmd} exp/${ssl}_iter1/log/pretrain.log python -m speechkit.bin.pretrain --config $pretrain1_config \
+    nthreads $train_threads ${train_cmd} exp/${ssl}_iter1/log/pretrain.log python -m speechkit.bin.pretrain --config $pretrain1_config \
       --train-data data/$train --valid-data data/$dev $labels --exp-dir exp/${ssl}_iter1 --resume auto $pretrain_opts
     touch exp/${ssl}_iter1/.done
   fi
@@ -163,7 +167,8 @@ if $iterated && [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   for s in $sets; do
     is_done dump/${ssl}1_l$layer/$s/.done && continue
     python -m speechkit.bin.dump_layer_features --checkpoint exp/${ssl}_iter1/checkpoint_last.pt \
-      --layer $layer --data-dir data/$s --out dump/${ssl}1_l$layer/$s --nj $nj --cmd "$cpu_cmd"
+      --layer $layer --data-dir data/$s --out dump/${ssl}1_l$layer/$s --nj $nj --cmd "$cpu_cmd" \
+      --num-threads $threads_per_job
     touch dump/${ssl}1_l$layer/$s/.done
   done
   took 7
@@ -173,7 +178,7 @@ if $iterated && [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   begin 8 "k-means on iteration-1 layer-$layer features, K=$iter2_k"
   if ! is_done exp/kmeans_$km2/.done; then
     python -m speechkit.bin.learn_kmeans --feats dump/${ssl}1_l$layer/$train/feats.scp --n-clusters $iter2_k \
-      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km2
+      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km2 --num-threads $train_threads
     touch exp/kmeans_$km2/.done
   fi
   took 8
@@ -203,7 +208,7 @@ fi
 if $iterated && [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   begin 11 "pre-train $ssl iteration 2 on km.$km2 ($pretrain2_config)"
   if ! is_done exp/${ssl}_iter2/.done; then
-    ${train_cmd} exp/${ssl}_iter2/log/pretrain.log python -m speechkit.bin.pretrain --config $pretrain2_config \
+    nthreads $train_threads ${train_cmd} exp/${ssl}_iter2/log/pretrain.log python -m speechkit.bin.pretrain --config $pretrain2_config \
       --train-data data/$train --valid-data data/$dev --label-tag $km2 --exp-dir exp/${ssl}_iter2 --resume auto \
       --set data.label_rate=50 $pretrain_opts
     touch exp/${ssl}_iter2/.done
@@ -234,7 +239,7 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
     for x in ft_$(basename $upstream)_n$n ft_scratch_n$n; do
       is_done exp/$x/.done && continue
       opt=""; [ $x = ft_scratch_n$n ] && opt="--from-scratch --set optim.lr=$scratch_lr"
-      ${train_cmd} exp/$x/log/finetune.log python -m speechkit.bin.finetune_ctc --config $finetune_config \
+      nthreads $train_threads ${train_cmd} exp/$x/log/finetune.log python -m speechkit.bin.finetune_ctc --config $finetune_config \
         --init $upstream/checkpoint_last.pt $opt --tokenizer data/token_char --train-data data/train_ft$n \
         --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
       touch exp/$x/.done
@@ -275,11 +280,11 @@ if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
   for up in $upstream/checkpoint_last.pt fbank; do
     x=$sid_up; [ $up = fbank ] && x=sid_fbank
     if ! is_done exp/$x/.done; then
-      ${train_cmd} exp/$x/log/train.log python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
+      nthreads $train_threads ${train_cmd} exp/$x/log/train.log python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
         --train-data data/$train --valid-data data/$dev --exp-dir exp/$x $sid_opts
       touch exp/$x/.done
     fi
-    python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt --data-dir data/$test --out exp/$x/eval_$test
+    nthreads $train_threads python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt --data-dir data/$test --out exp/$x/eval_$test
   done
   took 15
 fi
@@ -306,11 +311,11 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
   for up in $upstream/checkpoint_last.pt fbank; do
     x=sv_$(basename $upstream); [ $up = fbank ] && x=sv_fbank
     if ! is_done exp/$x/.done; then
-      ${train_cmd} exp/$x/log/train.log python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
+      nthreads $train_threads ${train_cmd} exp/$x/log/train.log python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
         --train-data data/sv_train --valid-data data/sv_dev --exp-dir exp/$x --set model.embed_dim=$sv_embed_dim $sid_opts
       touch exp/$x/.done
     fi
-    python -m speechkit.bin.extract_embeddings --model exp/$x/checkpoint_best.pt --data-dir data/sv_eval --out exp/$x/embed_sv_eval
+    nthreads $train_threads python -m speechkit.bin.extract_embeddings --model exp/$x/checkpoint_best.pt --data-dir data/sv_eval --out exp/$x/embed_sv_eval
     python -m speechkit.bin.compute_eer --trials data/sv_eval/trials --embeddings exp/$x/embed_sv_eval/embeddings.scp \
       --out exp/$x/sv_eval
   done

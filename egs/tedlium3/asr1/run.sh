@@ -21,6 +21,8 @@ corpus_dir=$TEDLIUM3    # TEDLIUM_release-3 (or its parent)
 split=legacy            # legacy (the standard train/dev/test) or speaker-adaptation
 prep_opts=""            # extra options for prepare_tedlium3, e.g. "--strict" (bad audio is an error) or "--sph2pipe"
 nj=8
+threads_per_job=""      # threads of each of the $nj jobs; "": cores / nj (utils/threads.sh)
+cores=""                # cores this recipe may use; "": nproc
 ngpu=1                  # GPUs for the training job (torchrun when > 1); 0 = train and decode on CPU
 auto_update_freq=true   # keep 8 GPUs x max_tokens samples per update on $ngpu GPUs (README)
 finetune_init=../../librispeech/ssl1/exp/hubert_iter2/checkpoint_last.pt  # SSL checkpoint to fine-tune
@@ -37,6 +39,8 @@ help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+train_procs=$(( ngpu > 1 ? ngpu : 1 ))  # processes of the training job (torchrun)
+. utils/threads.sh      # OMP_NUM_THREADS=$threads_per_job for jobs; $train_threads per training process
 
 . utils/stage_log.sh
 launch() { if [ "$ngpu" -gt 1 ]; then echo "torchrun --standalone --nproc_per_node $ngpu -m"; else echo "python -m"; fi; }
@@ -93,7 +97,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   begin 4 "CTC fine-tuning of $init on data/train ($finetune_config, $ngpu GPUs)"
   if ! is_done $dir/.done; then
     [ -f "$init" ] || die "$init: no such checkpoint (run the LibriSpeech recipe, pass --finetune-init, or --import-model)"
-    ${train_cmd} $dir/log/finetune.log $(launch) speechkit.bin.train_downstream --task ctc \
+    nthreads $train_threads ${train_cmd} $dir/log/finetune.log $(launch) speechkit.bin.train_downstream --task ctc \
       --config $finetune_config --init $init --tokenizer data/token_char --train-data data/train \
       --valid-data data/dev --exp-dir $dir --resume auto $finetune_uf $device_opt $finetune_opts
     touch $dir/.done
