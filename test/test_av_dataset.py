@@ -93,6 +93,10 @@ def test_missing_roi_and_length_mismatch_are_counted_skips_or_errors(tmp_path):
     ds = AVDataset(d)
     assert ds.utt_ids == ["s1-a", "s2-b"]
     assert ds.skipped == {"no mouth ROI": ["s1-b"], "audio/video length mismatch": ["s2-a"]}
+    (d / "utt2roi").write_text("s1-a face\ns2-a face\ns2-b center\n")
+    assert AVDataset(d).utt_ids == ["s1-a", "s2-b"]
+    ds_c = AVDataset(d, skip_center_rois=True)
+    assert ds_c.utt_ids == ["s1-a"] and ds_c.skipped["no face"] == ["s2-b"]
     with pytest.raises(DataDirError, match="s1-b: no mouth ROI: no_face"):
         AVDataset(d, strict=True)
     # audio-only does not need the ROI, but the length rule still holds when both tables are there

@@ -48,6 +48,17 @@ def test_lip_resnet_shapes_and_names():
     assert LipResNet(width=0.125).out_dim == 64
 
 
+def test_stem_as_windowed_conv2d_equals_conv3d_sequential():
+    torch.manual_seed(2)
+    net = LipResNet(width=0.125)
+    clip = torch.randn(2, 1, 6, 32, 32)
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    for train in (True, False):  # batch statistics and running statistics
+        net.train(train)
+        ref = net.frontend3D(clip).transpose(1, 2).reshape(12, 8, 8, 8)  # the modules as declared
+        torch.testing.assert_close(net.stem(clip, valid), ref, rtol=1e-4, atol=1e-5)
+
+
 def test_lip_resnet_padding_does_not_leak():
     net = LipResNet(width=0.125).eval()
     torch.manual_seed(1)
@@ -137,10 +148,11 @@ def test_modality_dropout_frequencies_and_effect():
     b = make_batch(size=16)
     counts = {None: 0, "audio": 0, "video": 0}
     torch.manual_seed(0)
-    for _ in range(400):
+    for _ in range(200):
         out = model.avhubert(b["audio_feats"], b["video"], b["lengths"], num_layers=0)
         counts[out.dropped] += 1
-    assert 160 < counts[None] < 240 and 60 < counts["audio"] < 140 and 60 < counts["video"] < 140, counts
+    # expected 100 / 50 / 50; the bounds are more than 3.5 standard deviations away
+    assert 70 < counts[None] < 130 and 25 < counts["audio"] < 75 and 25 < counts["video"] < 75, counts
     # a dropped stream is exactly a missing one (zero-filled features)
     always_audio = tiny(modality_dropout=1.0, audio_dropout=1.0).train()
     video_only = always_audio.avhubert(None, b["video"], b["lengths"])

@@ -133,3 +133,27 @@ def test_config_checks():
         Seq2SeqConfig(ctc_weight=1.5)
     with pytest.raises(ValueError, match="unknown"):
         Seq2SeqConfig(decoder={"preset": "huge"})
+
+
+def test_fairseq_finetuned_state_maps_by_the_table():
+    """A state dict in fairseq's av_hubert_seq2seq key layout (written from our own model, renamed the fairseq
+    way: extra buffers, shuffled dictionary rows) loads into the model and gives the same outputs."""
+    m = make_model().eval()
+    ours = m.state_dict()
+    perm = [2, 3, 5, 6, 7, 4]  # our id i lives at fairseq row perm[i]
+    emb = torch.zeros(8, ours["decoder.embed_tokens.weight"].size(1))
+    emb[perm] = ours["decoder.embed_tokens.weight"]
+    fs = {k: v.clone() for k, v in ours.items()}
+    fs["decoder.embed_tokens.weight"] = emb
+    fs["decoder.embed_positions._float_tensor"] = torch.zeros(1)
+    fs["decoder.version"] = torch.tensor([3.0])
+    from speechkit.downstream.seq2seq import fairseq_seq2seq_state
+
+    m2 = make_model(seed=9).eval()
+    m2.load_state_dict(fairseq_seq2seq_state(fs, vocab_rows=perm), strict=True)
+    batch = {"audio_feats": torch.randn(2, 6, 104), "video": torch.randn(2, 1, 6, 16, 16),
+             "lengths": torch.tensor([6, 4]), "labels": torch.tensor([[2, 3], [4, -100]]),
+             "label_lens": torch.tensor([2, 1])}
+    assert torch.allclose(m(batch)[0], m2(batch)[0])
+    with pytest.raises(KeyError, match="unexpected key"):
+        fairseq_seq2seq_state({"w2v_encoder.proj.weight": torch.zeros(1)})

@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     model.config.modalities = modalities
     noise = build_noise(args.noise_dir, str(args.babble) if args.babble else None, prob=1.0, snrs=[args.snr or 0.0],
                         babble_speakers=args.babble_speakers, seed=args.seed)
+    if noise is not None and modalities == "video":
+        logger.warning("noise is added to the audio, but --modalities video reads none: this decode is clean")
+        noise = None
     av = AVDataConfig(**{k: v for k, v in (state.get("train_config", {}).get("model", {}).get("av_data") or {}).items()})
     feats = resolve_callable(args.audio_features) if args.audio_features else None
     if model.encoder.kind == "av":

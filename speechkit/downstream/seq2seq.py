@@ -254,7 +254,7 @@ class Seq2SeqModel(nn.Module):
             with torch.backends.cudnn.flags(enabled=False):
                 ctc = F.ctc_loss(ctc_lp.transpose(0, 1), labels[labels >= 0], frame_lens, lens, blank=0,
                                  reduction="sum", zero_infinity=True) / n
-            stats["ctc_loss"] = float(ctc)
+            stats["ctc_loss"] = float(ctc.detach())
             loss = (1 - cfg.ctc_weight) * att + cfg.ctc_weight * ctc
         stats["loss"] = float(loss.detach())
         return loss, stats, n
@@ -330,3 +330,42 @@ def load_seq2seq(path, map_location: str = "cpu") -> tuple[Seq2SeqModel, dict[st
     except RuntimeError as e:
         raise PretrainedLoadError(f"{path}: weights do not fit the seq2seq model of its model_config: {e}") from e
     return model.eval(), state
+
+
+# ------------------------------------------------------------------------------------------- fairseq import
+FAIRSEQ_DROPPED = ("decoder.embed_positions._float_tensor", "decoder.version")
+
+
+def fairseq_seq2seq_state(fs_state: dict[str, Tensor], vocab_rows: list[int] | None = None,
+                          encoder_map: Any = None) -> dict[str, Tensor]:
+    """A fine-tuned fairseq ``av_hubert_seq2seq`` state dict -> this model's keys.
+
+    The decoder maps one to one (fairseq's TransformerDecoder names are ours); the sinusoidal-position
+    buffer and version entries are dropped. ``encoder.w2v_model.*`` goes through ``encoder_map`` (the AV-HuBERT
+    importer's key table for the bare encoder; identity when None). ``vocab_rows[i]`` = the fairseq dictionary
+    row of our token id ``i`` (fairseq numbers <s>, <pad>, </s>, <unk> first, then the sentencepiece pieces;
+    our EOS id 0 takes fairseq's </s> row 2): the embedding rows are gathered in that order.
+    """
+    out: dict[str, Tensor] = {}
+    enc: dict[str, Tensor] = {}
+    for k, v in fs_state.items():
+        if k in FAIRSEQ_DROPPED:
+            continue
+        if k.startswith("encoder.w2v_model."):
+            enc[k[len("encoder.w2v_model."):]] = v
+        elif k.startswith("decoder."):
+            out[k] = v
+        else:
+            raise KeyError(f"fairseq seq2seq checkpoint: unexpected key {k!r} (expected encoder.w2v_model.* or "
+                           "decoder.*)")
+    if encoder_map is not None:
+        enc = encoder_map(enc)
+    out.update({f"encoder.w2v_model.{k}": v for k, v in enc.items()})
+    if vocab_rows is not None:
+        idx = torch.tensor(vocab_rows, dtype=torch.long)
+        for k in ("decoder.embed_tokens.weight", "decoder.embed_out"):
+            if k in out:
+                if int(idx.max()) >= out[k].size(0):
+                    raise ValueError(f"vocab_rows refers to row {int(idx.max())} but {k} has {out[k].size(0)} rows")
+                out[k] = out[k].index_select(0, idx)
+    return out

@@ -16,7 +16,10 @@ Batch contract (what the AV pre-training dataset's collater yields; `forward(bat
 
 `forward(batch) -> (loss, stats, sample_size)` as HubertPretrainModel (mean loss over predicted frames plus
 feature penalty; `stats["loss_sum"]` the summed form). `extract_features(audio_feats, video, lengths, layer)`
-returns (hidden states, frame lengths) with no masking or modality dropout.
+returns (hidden states, frame lengths) with no masking or modality dropout. Fine-tuning reuses the body,
+`model.avhubert(audio_feats, video, lengths, mask=..., modality_dropout=...) -> AVEncoderOutput` (x, padding
+mask, frame lengths), passing None for a stream it does not use (VSR: audio None). A None stream's frontend
+is not in the graph, so DDP then needs find_unused_parameters; pre-training batches carry both streams.
 
 Architecture (names as the released fairseq checkpoints, so import is a table; see import_avhubert)::
 
@@ -35,8 +38,8 @@ Masking (`masking_type`):
   learned D-dim `mask_emb` (HuBERT's masking).
 - "input": audio spans (encoder.mask_prob / mask_length) are replaced by a learned 104-dim `mask_emb`;
   video spans (mask_prob_video / mask_length_video, 0.3 / 5) are replaced by a span of the same clip taken
-  from elsewhere (not overlapping it), so the model cannot tell masked lips from a blank. The loss's
-  masked frames are the union of both.
+  from elsewhere (not overlapping it): a masked span still looks like real lips, and the model has to notice
+  that it does not fit. The loss's masked frames are the union of both.
 
 Labels at `label_rate` Hz are aligned to the 25 Hz frames by HuBERT's rule (label index = floor(frame x
 ratio), ratio = label_rate / 25: every 4th MFCC label, or 25 Hz units as they are).
@@ -62,7 +65,7 @@ from .masking import compute_mask_indices
 from .transformer import TransformerEncoder
 
 MASKING_TYPES = ("input", "feature")
-MODALITIES = ("audio", "video", "audiovisual")
+MODALITIES = ("audio", "video", "audiovisual")  # input choices of feature extraction and fine-tuning
 
 
 @dataclass
@@ -302,17 +305,6 @@ class AVHubertEncoder(nn.Module):
         x, hidden_states = self.encoder(x, pm, num_layers)
         return AVEncoderOutput(x=x, hidden_states=hidden_states, frame_lens=lengths, padding_mask=pm,
                                mask_indices=mask_indices, features_pen=features_pen, dropped=dropped)
-
-
-def select_modalities(audio: Tensor | None, video: Tensor | None, modalities: str) -> tuple[Tensor | None, Tensor | None]:
-    """Keep the streams named by `modalities` ("audio" | "video" | "audiovisual"); errors on a missing one."""
-    if modalities not in MODALITIES:
-        raise ValueError(f"modalities must be one of {MODALITIES}, got {modalities!r}")
-    if modalities in ("audio", "audiovisual") and audio is None:
-        raise ValueError(f"modalities={modalities!r} needs audio features, but none were given")
-    if modalities in ("video", "audiovisual") and video is None:
-        raise ValueError(f"modalities={modalities!r} needs video, but none was given")
-    return (audio if modalities != "video" else None), (video if modalities != "audio" else None)
 
 
 class AVHubertPretrainModel(nn.Module):

@@ -13,15 +13,18 @@ names follow the released AV-HuBERT checkpoints (`frontend3D.0`, `trunk.layer1.0
 `.downsample.0`, ...) so their weights load by name. `width` scales every channel count (0.125 gives 8..64
 channels and a 64-d output) for tiny CPU models; 1.0 is the published network.
 
-Padding: the trunk runs only on valid frames (those under `lengths`), so padded frames cost nothing and do
-not enter the trunk's BatchNorm statistics; the stem runs on the padded clip (its temporal kernel needs the
-neighbours) after the padding is zeroed, so a clip's output does not depend on what the batch padded with.
+Computation: the stem's Conv3d weights are applied as a 2-D conv over each frame's 5-frame window (the
+same arithmetic: channel j of the window is frame t - 2 + j, zeros beyond the clip), because the CPU
+backward of Conv3d with one input channel took about twice as long as this here (bench/avhubert_throughput.py).
+Everything runs only on valid frames (those under `lengths`): padded frames cost nothing, do not enter the
+BatchNorm statistics, and a clip's output does not depend on what the batch padded it with.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 STEM_CHANNELS = 64
@@ -112,12 +115,22 @@ class LipResNet(nn.Module):
         if lengths is None:
             lengths = torch.full((b,), t, dtype=torch.long, device=video.device)
         valid = torch.arange(t, device=video.device)[None, :] < lengths.to(video.device)[:, None]  # (B, T)
-        if not bool(valid.all()):
-            video = video * valid[:, None, :, None, None].to(video.dtype)
-        x = self.frontend3D(video)  # (B, C, T, H/4, W/4)
-        x = x.transpose(1, 2)  # (B, T, C, h, w)
-        frames = x[valid]  # (N_valid, C, h, w): the trunk sees only real frames
-        feats = self.trunk(frames)  # (N_valid, out_dim)
+        frames = self.stem(video, valid)  # (N_valid, C, H/4, W/4)
+        feats = self.trunk(frames)  # (N_valid, out_dim): the trunk sees single frames
         out = feats.new_zeros(b, t, feats.size(1))
         out[valid] = feats
         return out
+
+    def stem(self, video: Tensor, valid: Tensor) -> Tensor:
+        """frontend3D on the valid frames: (B, 1, T, H, W), (B, T) bool -> (N_valid, C, H', W')."""
+        conv, bn, act, pool = self.frontend3D
+        kt, pt = conv.kernel_size[0], conv.padding[0]
+        x = video[:, 0]
+        if not bool(valid.all()):  # zero the padding: it is the temporal kernel's context at a clip's end
+            x = x * valid[:, :, None, None].to(x.dtype)
+        x = F.pad(x, (0, 0, 0, 0, pt, pt))  # (B, T + 2 pt, H, W)
+        windows = x.unfold(1, kt, 1)[valid]  # (N_valid, H, W, kt): frames t - pt .. t + pt
+        windows = windows.permute(0, 3, 1, 2).contiguous()  # (N_valid, kt, H, W)
+        y = F.conv2d(windows, conv.weight.flatten(1, 2), None, conv.stride[1:], conv.padding[1:])
+        y = act(bn(y.unsqueeze(2)).squeeze(2))  # BatchNorm3d over (N, C, 1, h, w): the same statistics
+        return F.max_pool2d(y, pool.kernel_size[1:], pool.stride[1:], pool.padding[1:])

@@ -29,7 +29,8 @@ Bad input, decided up front from the tables (a counted skip, logged with the rea
 with ``strict=True`` an error naming the utterance):
 
 * no mouth ROI (utterance absent from ``video.scp``, e.g. no face found; ``roi_failed.txt`` gives the reason)
-  when the modalities need video;
+  when the modalities need video; with ``skip_center_rois`` also clips whose ROI is a centre-crop fallback
+  (``utt2roi`` says ``center``: the ROI stage's ``no_face="center"`` found no face);
 * audio and video lengths more than ``av_tolerance`` video frames apart (1 frame = 40 ms by default: the ROI
   stage's rule, ``speechkit.io.video.check_av_sync``; container rounding stays within half a frame, and more
   means the streams are not one recording);
@@ -86,6 +87,7 @@ class AVDataset(torch.utils.data.Dataset):
         drop_longer: bool = False,
         av_tolerance: float = 1.0,
         strict: bool = False,
+        skip_center_rois: bool = False,
     ) -> None:
         if len(label_tags) != len(label_rates):
             raise ValueError(f"{len(label_tags)} label tags but {len(label_rates)} label rates")
@@ -111,6 +113,7 @@ class AVDataset(torch.utils.data.Dataset):
         self.video_scp = video_scp or {}
         failed_path = self.data_dir / "roi_failed.txt"
         roi_failed = read_table(failed_path) if failed_path.is_file() and failed_path.stat().st_size else {}
+        utt2roi = d.extra.get("utt2roi", {})
         samples = d.utt2num_samples or {}
         vframes = d.utt2num_frames or {}
 
@@ -134,6 +137,9 @@ class AVDataset(torch.utils.data.Dataset):
             if self.use_video and utt not in self.video_scp:
                 why = roi_failed.get(utt, "not in video.scp")
                 skip(utt, f"no mouth ROI: {why}")
+                continue
+            if self.use_video and skip_center_rois and utt2roi.get(utt) == "center":
+                skip(utt, "no face: the ROI stage fell back to a centre crop (utt2roi)")
                 continue
             n_v = vframes.get(utt)
             if n_v is not None and utt in samples:

@@ -29,10 +29,9 @@ from speechkit.io.audio import AudioReader
 from speechkit.io.datadir import DataDir, DataDirError, read_table, write_table
 from speechkit.io.video import VideoError, check_av_sync, read_roi
 from speechkit.log import progress
+from speechkit.models.avhubert import MODALITIES
 
 logger = logging.getLogger(__name__)
-
-MODALITIES = ("audio", "video", "audiovisual")
 
 
 class AVLayerFeatures:
