@@ -25,7 +25,7 @@ set -euo pipefail
 
 stage=1
 stop_stage=100
-size=tiny               # synthetic AV corpus size: tiny (seconds) or default (~40 min of video)
+size=default            # synthetic AV corpus size: tiny (tests, seconds) or default (~40 min of video)
 seed=0
 nj=2                    # parallel jobs (audio extraction, ROI extraction)
 detect_every=5          # face detector every k-th frame, tracked in between
@@ -42,7 +42,7 @@ pretrain_opts=""        # extra options for speechkit.bin.pretrain (e.g. "--set 
 finetune_opts=""        # extra options for every fine-tuning run
 scratch_lr=2.0e-3       # peak lr of the from-scratch VSR baseline
 snrs="0 -5"             # SNRs (dB) of the noisy test conditions
-babble_speakers=8       # voices per babble clip (the anchor: 30; the mini valid set is small)
+babble_speakers=8       # voices per babble clip of the noisy tests (the anchor: 30), from train_30h speech
 decode_opts="--beam 5"
 ft_noise_opts="--noise-dir corpus/noise --babble data/lrs3/train_30h"  # training noise of ASR and AVSR
 help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
@@ -239,7 +239,7 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
       [ -f $out/.done ] && continue
       case $c in
         clean) noise="" ;;
-        babble_*) noise="--babble $d/valid --babble-speakers $babble_speakers --snr ${c#babble_} --seed $seed" ;;
+        babble_*) noise="--babble $d/train_30h --babble-speakers $babble_speakers --snr ${c#babble_} --seed $seed" ;;
         noise_*) noise="--noise-dir corpus/noise --snr ${c#noise_} --seed $seed" ;;
       esac
       OMP_NUM_THREADS=1 python -m speechkit.bin.decode_seq2seq --model exp/$x/checkpoint_best.pt --data-dir $d/test \
