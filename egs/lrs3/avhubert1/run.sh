@@ -47,7 +47,8 @@ finetune_model=base     # config family: conf/finetune_<task>_<model>_<set>.yaml
 finetune_config=""      # one config for every task and set instead (tests: conf/finetune_tiny.yaml)
 finetune_opts=""
 snrs="0 -5"
-babble_speakers=30      # voices per babble clip (the anchor: 30)
+babble_speakers=30      # voices per babble clip of the noisy tests (the anchor: 30), from the valid speech
+ft_babble=true          # AVSR training noise includes babble of the training speech (needs >= 30 utterances)
 decode_opts="--beam 50 --len-penalty 1.0"   # the anchor's s2s decoding (conf/s2s_decode.yaml)
 decode_checkpoint=checkpoint_best.pt
 help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
@@ -199,7 +200,9 @@ if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
       conf=${finetune_config:-conf/finetune_${task}_${finetune_model}_$set.yaml}
       mods=video; noise=""
       if [ $task = avsr ]; then
-        mods=audiovisual; noise="--babble $d/$(ft_train_of $set)"; [ -n "$noise_dir" ] && noise="$noise --noise-dir $noise_dir"
+        mods=audiovisual; noise=""
+        $ft_babble && noise="--babble $d/$(ft_train_of $set)"
+        [ -n "$noise_dir" ] && noise="$noise --noise-dir $noise_dir"
       fi
       ${train_cmd} exp/$x/log/finetune.log $(launch) speechkit.bin.finetune_av --config $conf \
         --init exp/avhubert_iter$iters/checkpoint_last.pt --tokenizer $d/lang_unigram1000 \
