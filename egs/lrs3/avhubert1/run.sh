@@ -46,6 +46,8 @@ finetune_tasks="vsr avsr"
 finetune_model=base     # config family: conf/finetune_<task>_<model>_<set>.yaml
 finetune_config=""      # one config for every task and set instead (tests: conf/finetune_tiny.yaml)
 finetune_opts=""
+finetune_init=""        # checkpoint to fine-tune; default exp/avhubert_iter$iters/checkpoint_last.pt (e.g. one from
+                        # egs/voxceleb2/avhubert1, pre-trained on LRS3 + VoxCeleb2 as the paper's best models)
 snrs="0 -5"
 babble_speakers=30      # voices per babble clip of the noisy tests (the anchor: 30), from the valid speech
 ft_babble=true          # AVSR training noise includes babble of the training speech (needs >= 30 utterances)
@@ -192,7 +194,7 @@ fi
 
 ft_train_of() { case $1 in 30h) echo train_30h ;; 433h) echo train_433h ;; *) die "--finetune: unknown set $1 (30h, 433h)" ;; esac; }
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
-  begin 15 "fine-tune exp/avhubert_iter$iters: $finetune_tasks on $finetune ($ngpu GPUs)"
+  begin 15 "fine-tune ${finetune_init:-exp/avhubert_iter$iters}: $finetune_tasks on $finetune ($ngpu GPUs)"
   for task in $finetune_tasks; do
     for set in $finetune; do
       x=${task}_${finetune_model}_$set
@@ -205,7 +207,7 @@ if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
         [ -n "$noise_dir" ] && noise="$noise --noise-dir $noise_dir"
       fi
       ${train_cmd} exp/$x/log/finetune.log $(launch) speechkit.bin.finetune_av --config $conf \
-        --init exp/avhubert_iter$iters/checkpoint_last.pt --tokenizer $d/lang_unigram1000 \
+        --init ${finetune_init:-exp/avhubert_iter$iters/checkpoint_last.pt} --tokenizer $d/lang_unigram1000 \
         --train-data $d/$(ft_train_of $set) --valid-data $d/$valid --exp-dir exp/$x --resume auto \
         --set model.modalities=$mods $noise $finetune_uf $device_opt $finetune_opts
       touch exp/$x/.done
