@@ -104,3 +104,10 @@ def test_extractor_protocol_and_fit(clip):
     np.testing.assert_allclose(fit_to_video(feats, 10), av_audio_features(clip / 32768.0, 10), atol=1e-6)
     with pytest.raises(ValueError, match="16 kHz"):
         AVFbank(sample_rate=8000)
+
+
+def test_registered_for_the_dumper(tmp_path):
+    from speechkit.features.dump import make_extractor
+
+    ext = make_extractor("avfbank", sample_rate=16000, device="cpu")
+    assert isinstance(ext, AVFbank) and ext.dim == 104

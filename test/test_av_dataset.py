@@ -164,3 +164,16 @@ def test_babble_noise_dir_and_augment_are_seeded(av_dir, tmp_path):
     clean, _ = collate(ds, "audio", train=False)
     assert torch.equal(a["audio_feats"], b["audio_feats"]) and not torch.equal(a["audio_feats"], c["audio_feats"])
     assert not torch.equal(a["audio_feats"], clean["audio_feats"])
+
+
+def test_make_babble_cli_writes_a_noise_folder(av_dir, tmp_path):
+    import soundfile as sf
+
+    from speechkit.bin import make_babble
+
+    out = tmp_path / "babble"
+    assert make_babble.main(["--data-dir", str(av_dir), "--out", str(out), "--num-clips", "2",
+                             "--num-speakers", "3", "--seed", "4"]) == 0
+    wav, sr = sf.read(out / "babble_1.wav", dtype="float32")
+    assert sr == 16000 and np.array_equal(wav, babble_from_data_dir(av_dir, 2, 3, seed=4)[1])
+    assert len(NoiseSource.from_dir(out)) == 2

@@ -153,3 +153,25 @@ def test_av_resume_is_bit_exact(tmp_path, tok):
     b = torch.load(tmp_path / "b" / "checkpoint_last.pt", weights_only=True)
     assert a["num_updates"] == b["num_updates"] == 3 and a["epoch"] > 1  # crosses an epoch boundary
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_skipped_test_utterances_fail_scoring_unless_allowed(tmp_path, tok):
+    from speechkit.bin import decode_seq2seq, finetune_av
+
+    train = make_av_data_dir(tmp_path / "train", TRAIN)
+    test = make_av_data_dir(tmp_path / "test", TEST)
+    ckpt = stand_in_checkpoint(tmp_path / "pt" / "checkpoint_best.pt")
+    model_sec = MODEL.replace("MOD", "video") + """
+  av_data: {crop_size: 16, max_frames: 100}"""
+    conf = write_config(tmp_path / "s2s.yaml", model_sec, max_updates=2)
+    conf.write_text(conf.read_text().replace("max_tokens: 64000", "max_tokens: 200"))
+    exp = tmp_path / "exp"
+    assert finetune_av.main(["--config", str(conf), "--init", str(ckpt), "--tokenizer", str(tok), "--train-data",
+                             str(train), "--exp-dir", str(exp)]) == 0
+    lines = (test / "video.scp").read_text().splitlines()
+    (test / "video.scp").write_text("\n".join(lines[1:]) + "\n")  # the first test clip lost its ROI
+    args = ["--model", str(exp / "checkpoint_last.pt"), "--data-dir", str(test), "--beam", "2"]
+    with pytest.raises(ValueError, match=lines[0].split()[0]):
+        decode_seq2seq.main(args + ["--out", str(tmp_path / "d1")])
+    assert decode_seq2seq.main(args + ["--out", str(tmp_path / "d2"), "--allow-missing"]) == 0
+    assert len(read_hyp(tmp_path / "d2" / "hyp")) == len(TEST) - 1

@@ -54,6 +54,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="per batch: 25 Hz frames for AV models (default 3000), samples for audio models")
     p.add_argument("--cer", action="store_true", help="also score characters")
     p.add_argument("--no-score", action="store_true", help="only write hyp")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="score utterances the dataset skipped (no mouth ROI, A/V mismatch) as empty output")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--verbose", action="store_true")
     return p
@@ -133,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         score_argv += ["--utt2spk", str(args.data_dir / "utt2spk")]
     if args.cer:
         score_argv.append("--cer")
+    if args.allow_missing:
+        score_argv.append("--allow-missing")
+    elif getattr(ds, "dropped", None):
+        logger.warning("%d utterance(s) of %s were skipped (see above) and have no hypothesis; scoring will fail "
+                       "unless --allow-missing counts them as empty output", len(ds.dropped), args.data_dir)
     for k, v in facts.items():
         if v is not None:
             score_argv += ["--info", f"{k}={v}"]

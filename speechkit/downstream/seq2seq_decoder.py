@@ -222,12 +222,15 @@ class TransformerDecoder(nn.Module):
         return F.linear(x, weight).float()
 
     @staticmethod
-    def reorder_cache(cache: dict[str, Any], order: Tensor) -> None:
-        """Keep rows ``order`` (B * beam,) of every cached tensor (in place)."""
-        enc = cache["enc"]
-        enc["kv"] = [(k.index_select(0, order), v.index_select(0, order)) for k, v in enc["kv"]]
-        if enc["mask"] is not None:
-            enc["mask"] = enc["mask"].index_select(0, order)
+    def reorder_cache(cache: dict[str, Any], order: Tensor, encoder_too: bool = False) -> None:
+        """Keep rows ``order`` (B * beam,) of the cached self-attention keys/values (in place). Beam search
+        only moves hypotheses within an utterance, whose encoder rows are all the same, so the encoder
+        keys/values stay put unless ``encoder_too``."""
+        if encoder_too:
+            enc = cache["enc"]
+            enc["kv"] = [(k.index_select(0, order), v.index_select(0, order)) for k, v in enc["kv"]]
+            if enc["mask"] is not None:
+                enc["mask"] = enc["mask"].index_select(0, order)
         for layer in cache["layers"]:
             for key in list(layer):
                 layer[key] = layer[key].index_select(0, order)

@@ -52,6 +52,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -144,12 +145,11 @@ class VideoFrontend(nn.Module):
 
 def mask_spans(mask: Tensor) -> list[list[tuple[int, int]]]:
     """(B, T) bool -> per row the maximal runs of True as [start, end) pairs."""
+    m = mask.cpu().numpy().astype(np.int8)
+    edges = np.diff(np.pad(m, ((0, 0), (1, 1))), axis=1)  # +1 where a run starts, -1 one past its end
     out: list[list[tuple[int, int]]] = []
-    for row in mask.to(torch.int8).cpu():
-        edges = torch.diff(torch.cat([row.new_zeros(1), row, row.new_zeros(1)]))
-        starts = torch.nonzero(edges == 1).flatten().tolist()
-        ends = torch.nonzero(edges == -1).flatten().tolist()
-        out.append(list(zip(starts, ends)))
+    for row in edges:
+        out.append(list(zip(np.flatnonzero(row == 1).tolist(), np.flatnonzero(row == -1).tolist())))
     return out
 
 
@@ -158,23 +158,33 @@ def span_sources(mask: Tensor, lengths: Tensor, generator: torch.Generator | Non
 
     Every masked run [s, e) (length n) reads frames [p, p + n) of the same clip, p drawn uniformly among
     the starts whose span lies inside the clip and does not overlap [s, e); when the run is too long for
-    that, among all other starts inside the clip. Unmasked frames read themselves.
+    that, among all other starts inside the clip. Unmasked frames read themselves. One torch.rand draw per
+    run (from `generator`, or torch's global RNG), then plain arithmetic: this runs every training step.
     """
     b, t = mask.shape
-    src = torch.arange(t).repeat(b, 1)
-    for i, runs in enumerate(mask_spans(mask)):
+    runs = mask_spans(mask)
+    draws = torch.rand(sum(len(r) for r in runs), generator=generator, dtype=torch.float64).tolist()
+    src = np.tile(np.arange(t), (b, 1))
+    k = 0
+    for i, row in enumerate(runs):
         valid = int(lengths[i])
-        for s, e in runs:
+        for s, e in row:
+            u, k = draws[k], k + 1
             n = e - s
-            starts = torch.arange(0, max(valid - n + 1, 0))
-            ok = starts[(starts + n <= s) | (starts >= e)]
-            if len(ok) == 0:
-                ok = starts[starts != s]
-            if len(ok) == 0:  # the run is the whole clip: nothing else to copy
-                continue
-            p = int(ok[int(torch.randint(len(ok), (), generator=generator))])
-            src[i, s:e] = torch.arange(p, p + n)
-    return src
+            last = valid - n  # the last start whose span fits in the clip
+            left = max(0, min(last, s - n) + 1)  # starts 0 .. s - n end before the run
+            right = max(0, last - e + 1)  # starts e .. last begin after it
+            if left + right > 0:
+                j = int(u * (left + right))
+                p = j if j < left else e + (j - left)
+            else:  # the run is too long to avoid: any other start inside the clip
+                others = last + 1 - (1 if 0 <= s <= last else 0)
+                if others <= 0:  # the run is the whole clip: nothing else to copy
+                    continue
+                j = int(u * others)
+                p = j if j < s else j + 1
+            src[i, s:e] = np.arange(p, p + n)
+    return torch.from_numpy(src)
 
 
 class AVHubertEncoder(nn.Module):
