@@ -61,56 +61,62 @@ upstream=exp/avhubert_iter$iters
 d=data/lrs3
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  log "Stage 1: synthetic AV corpora (size=$size)"
+  begin 1 "synthetic AV corpora (size=$size)"
   python -m speechkit.bin.make_synth_av_corpus corpus --layout $corpora --size $size --seed $seed
+  took 1
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
-  log "Stage 2: LRS3 data dirs"
+  begin 2 "LRS3 data dirs"
   if ! is_done data/lrs3/.prep.done; then
     python -m speechkit.bin.prepare_lrs3 corpus/lrs3 data/lrs3 --audio-dir dump/audio/lrs3 --seed $seed --nj $nj
     touch data/lrs3/.prep.done
   fi
+  took 2
 fi
 
 if $vox && [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "Stage 3: VoxCeleb2 data dirs (mp4 and audio-only aac variants)"
+  begin 3 "VoxCeleb2 data dirs (mp4 and audio-only aac variants)"
   if ! is_done data/vox2/.prep.done; then
     python -m speechkit.bin.prepare_voxceleb2 corpus/voxceleb2 data/vox2 --audio-dir dump/audio/vox2 --nj $nj
     python -m speechkit.bin.prepare_voxceleb2 corpus/voxceleb2 data/vox2_aac --source aac \
       --audio-dir dump/audio/vox2_aac --nj $nj
     touch data/vox2/.prep.done
   fi
+  took 3
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  log "Stage 4: mouth ROIs for LRS3"
+  begin 4 "mouth ROIs for LRS3"
   for s in $lrs3_sets; do
     is_done data/lrs3/$s/.roi.done && continue
     python -m speechkit.bin.extract_mouth_roi data/lrs3/$s dump/roi/lrs3/$s --nj $nj --cmd "$cpu_cmd" \
       --detect-every $detect_every --debug-dir exp/roi_debug/lrs3_$s
     touch data/lrs3/$s/.roi.done
   done
+  took 4
 fi
 
 if $vox && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: mouth ROIs for VoxCeleb2"
+  begin 5 "mouth ROIs for VoxCeleb2"
   for s in dev test; do
     is_done data/vox2/$s/.roi.done && continue
     python -m speechkit.bin.extract_mouth_roi data/vox2/$s dump/roi/vox2/$s --nj $nj --cmd "$cpu_cmd" \
       --detect-every $detect_every --debug-dir exp/roi_debug/vox2_$s
     touch data/vox2/$s/.roi.done
   done
+  took 5
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  log "Stage 6: sentencepiece unit model (unigram, $vocab_size units at most)"
+  begin 6 "sentencepiece unit model (unigram, $vocab_size units at most)"
   python -m speechkit.bin.prepare_lrs3 --unit-model data/lrs3/lang_unigram$vocab_size \
     --text data/lrs3/train_433h/text --vocab-size $vocab_size
+  took 6
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  log "Stage 7: GRID clips -> data dir + mouth ROIs"
+  begin 7 "GRID clips -> data dir + mouth ROIs"
   if [ -d "$grid_dir" ]; then
     python -m speechkit.bin.prepare_video_folder $grid_dir data/grid --text $grid_dir/text --audio-dir dump/audio/grid
     python -m speechkit.bin.extract_mouth_roi data/grid dump/roi/grid --nj $nj --cmd "$cpu_cmd" \
@@ -118,6 +124,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   else
     log "  $grid_dir not found; skipping"
   fi
+  took 7
 fi
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
