@@ -49,7 +49,8 @@ finetune_opts=""
 finetune_init=""        # checkpoint to fine-tune; default exp/avhubert_iter$iters/checkpoint_last.pt (e.g. one from
                         # egs/voxceleb2/avhubert1, pre-trained on LRS3 + VoxCeleb2 as the paper's best models)
 snrs="0 -5"
-babble_speakers=30      # voices per babble clip of the noisy tests (the anchor: 30), from the valid speech
+babble_speakers=30      # voices per babble clip of the noisy tests (the anchor: 30)
+babble_data=data/valid  # whose speech makes the test babble (held-out speakers; not the test set's own)
 ft_babble=true          # AVSR training noise includes babble of the training speech (needs >= 30 utterances)
 decode_opts="--beam 50 --len-penalty 1.0"   # the anchor's s2s decoding (conf/s2s_decode.yaml)
 decode_checkpoint=checkpoint_best.pt
@@ -229,7 +230,7 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
         is_done exp/$x/decode_test_$c/.done && continue
         case $c in
           clean) noise="" ;;
-          babble_*) noise="--babble $d/$valid --babble-speakers $babble_speakers --snr ${c#babble_} --seed $seed" ;;
+          babble_*) noise="--babble $babble_data --babble-speakers $babble_speakers --snr ${c#babble_} --seed $seed" ;;
           noise_*) noise="--noise-dir $noise_dir --snr ${c#noise_} --seed $seed" ;;
         esac
         ${decode_cmd} exp/$x/decode_test_$c/log/decode.log python -m speechkit.bin.decode_seq2seq \

@@ -18,3 +18,4 @@ ft_babble=false
 babble_speakers=2
 snrs="0"
 decode_opts="--beam 2"
+babble_data=data/train_30h  # the tiny valid set has one utterance
