@@ -39,7 +39,7 @@ def test_lrs3_recipe_all_stages(finished):
     for it, rate, masking in ((1, 100, "feature"), (2, 25, "input")):
         conf = (recipe / "exp" / f"avhubert_iter{it}" / "config.yaml").read_text()
         assert f"label_rate: {rate}" in conf and f"masking_type: {masking}" in conf
-    info = json.loads((recipe / "dump" / "av1_l1" / "train_433h" / "info.json").read_text())
+    info = json.loads((recipe / "dump" / "av1_l1" / "train_433h" / "feat_info.json").read_text())
     assert info["modalities"] == "audiovisual"
     for x in ("vsr_base_30h", "vsr_base_433h", "avsr_base_30h", "avsr_base_433h"):
         assert json.loads((recipe / "exp" / x / "downstream_info.json").read_text())["modalities"] == \

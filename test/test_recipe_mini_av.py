@@ -37,7 +37,7 @@ def test_two_iterations_with_100_and_25_hz_labels(finished_recipe):
         for line in (data / f"km.{tag}").read_text().splitlines():
             utt, *labels = line.split()
             assert abs(len(labels) - per_frame * frames[utt]) <= per_frame, (tag, utt)
-    dump_info = json.loads((recipe / "dump" / "av1_l1" / "train_433h" / "info.json").read_text())
+    dump_info = json.loads((recipe / "dump" / "av1_l1" / "train_433h" / "feat_info.json").read_text())
     assert dump_info["modalities"] == "audiovisual" and dump_info["frame_rate"] == 25
     for it, rate in ((1, 100), (2, 25)):
         state = (recipe / "exp" / f"avhubert_iter{it}" / "config.yaml").read_text()

@@ -46,7 +46,10 @@ class AVPretrainDataConfig:
 def split_av_data(model: dict[str, Any], source: str) -> tuple[dict[str, Any], AVPretrainDataConfig]:
     """(model section without ``av_data``, the parsed ``av_data``)."""
     model = dict(model)
-    av = config_from_dict(AVPretrainDataConfig, dict(model.pop("av_data", None) or {}), f"{source}: model.av_data")
+    try:
+        av = config_from_dict(AVPretrainDataConfig, dict(model.pop("av_data", None) or {}), f"{source}: model.av_data")
+    except ValueError as e:  # unknown keys, wrong types: a config error like the others
+        raise ConfigError(str(e)) from e
     if av.max_frames <= 0 or av.min_frames < 0 or av.min_frames > av.max_frames:
         raise ConfigError(f"{source}: model.av_data: need 0 <= min_frames <= max_frames and max_frames > 0, got "
                           f"min_frames={av.min_frames} max_frames={av.max_frames}")
