@@ -44,6 +44,14 @@ def test_two_iterations_with_100_and_25_hz_labels(finished_recipe):
         assert f"label_rate: {rate}" in state and "av_data:" in state
 
 
+def test_label_quality_of_mfcc_and_av_units(finished_recipe):
+    recipe, _ = finished_recipe
+    for tag in ("mfcc8", "av1_l1_8"):
+        rep = json.loads((recipe / "exp" / f"kmeans_{tag}" / "quality_valid.json").read_text())
+        assert 0.0 < rep["pnmi"] <= 1.0 and 0.0 < rep["phone_purity"] <= 1.0, tag
+    assert "PNMI" in (recipe / "RESULTS.md").read_text().upper()
+
+
 def test_results_have_every_modality_and_condition(finished_recipe):
     recipe, _ = finished_recipe
     results = (recipe / "RESULTS.md").read_text()

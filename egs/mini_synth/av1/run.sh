@@ -10,9 +10,10 @@
 #   7  GRID clips (../../../../shared/fixtures/grid when present): data dir + mouth ROIs + contact sheet
 #   8  MFCC (39-dim, 100 Hz) of the LRS3 audio (train_433h, valid) and a synthetic noise folder (corpus/noise)
 #   9  k-means on MFCC (K=$mfcc_k) -> km.mfcc<K> labels (100 Hz) for train_433h and valid
-#  10  label quality (PNMI) of the MFCC units, when the corpus has phone alignments
+#  10  label quality (phone purity, PNMI) of the MFCC units on valid (corpus/lrs3_alignments)
 #  11  AV-HuBERT iteration 1 on the MFCC units (lips + audio, tiny preset with a narrow ResNet-18)
-#  12  units of iteration 1: layer-$layer features (--modalities audiovisual, 25 Hz), k-means (K=$iter2_k), labels
+#  12  units of iteration 1: layer-$layer features (--modalities audiovisual, 25 Hz), k-means (K=$iter2_k), labels,
+#      and their label quality
 #  13  AV-HuBERT iteration 2 on those 25 Hz units (only with --iters 2)
 #  14  character tokenizer for the train_30h transcripts
 #  15  fine-tuning of the last AV-HuBERT: VSR (video), ASR (audio), AVSR (audio+video; ASR and AVSR with noise
@@ -153,15 +154,17 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   took 9
 fi
 
+align=corpus/lrs3_alignments/trainval.phones  # 10 ms phone labels of trainval (valid is part of it)
+# unit_quality TAG RATE DESCRIPTION: purity and PNMI of km.TAG on valid, when the corpus has alignments
+unit_quality() {
+  if [ ! -f $align ]; then log "  $align not found: no phone alignments, no label quality"; return 0; fi
+  python -m speechkit.bin.label_quality --labels $d/valid/km.$1 --label-rate $2 --alignments $align \
+    --out exp/kmeans_$1/quality_valid --result-json exp/kmeans_$1/result_units_valid.json --units "$3"
+}
+
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   begin 10 "label quality of km.$km1"
-  if [ -f corpus/lrs3/alignments/valid.phones ]; then
-    python -m speechkit.bin.label_quality --labels $d/valid/km.$km1 --label-rate 100 \
-      --alignments corpus/lrs3/alignments/valid.phones --out exp/kmeans_$km1/quality_valid \
-      --result-json exp/kmeans_$km1/result_units_valid.json --units "MFCC, K=$mfcc_k"
-  else
-    log "  corpus/lrs3/alignments/valid.phones not found (the synthetic AV corpus writes no phone alignments); skipping"
-  fi
+  unit_quality $km1 100 "MFCC, K=$mfcc_k"
   took 10
 fi
 
@@ -194,6 +197,7 @@ if [ $iters -ge 2 ] && [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
       --data-dir $d/$s --tag $km2
     touch $d/$s/.km.$km2.done
   done
+  unit_quality $km2 25 "AV-HuBERT iteration 1, layer $layer (audio+video), K=$iter2_k"
   took 12
 fi
 
