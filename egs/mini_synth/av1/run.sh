@@ -12,8 +12,8 @@
 #   9  k-means on MFCC (K=$mfcc_k) -> km.mfcc<K> labels (100 Hz) for train_433h and valid
 #  10  label quality (phone purity, PNMI) of the MFCC units on valid (corpus/lrs3_alignments)
 #  11  AV-HuBERT iteration 1 on the MFCC units (lips + audio, tiny preset with a narrow ResNet-18)
-#  12  units of iteration 1: layer-$layer features (--modalities audiovisual, 25 Hz), k-means (K=$iter2_k), labels,
-#      and their label quality
+#  12  units of iteration 1 (the AV units): layer-$layer features (--modalities audiovisual, 25 Hz), k-means (K=$iter2_k),
+#      labels, and their label quality (PNMI) next to the MFCC units
 #  13  AV-HuBERT iteration 2 on those 25 Hz units (only with --iters 2)
 #  14  character tokenizer for the train_30h transcripts
 #  15  fine-tuning of the last AV-HuBERT: VSR (video), ASR (audio), AVSR (audio+video; ASR and AVSR with noise
@@ -178,7 +178,7 @@ if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   took 11
 fi
 
-if [ $iters -ge 2 ] && [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
+if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
   begin 12 "units of iteration 1: layer $layer (audio+video, 25 Hz), K=$iter2_k -> km.$km2"
   for s in train_433h valid; do
     is_done dump/av1_l$layer/$s/.done && continue
