@@ -4,7 +4,7 @@
 #   log "message"            timestamped line naming the script and line
 #   die "message"            log to stderr and exit 1
 #   begin 3 "k-means"        start stage 3 (remembers the time) ...
-#   took 3                   ... and log how long it took
+#   took 3                   ... and log how long it took (wall, and CPU seconds of the stage's commands)
 #   is_done MARKER           true (and says so) when MARKER exists: re-runs skip finished work
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   sed -n '2,/^if /{/^if /d;s/^# \{0,1\}//p}' "$0"; exit 0
@@ -13,6 +13,14 @@ fi
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[${#BASH_LINENO[@]}-2]}) $*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
 t_stage=0
-begin() { t_stage=$(date +%s); log "Stage $1: $2"; }
-took() { log "  stage $1 took $(( $(date +%s) - t_stage )) s"; }
+cpu_stage=0
+# CPU seconds (user + sys) of the finished child processes of this shell so far: the 2nd line of bash's
+# `times`, which must run in this shell (a $(...) subshell has no children of its own), hence the file.
+_cpu_file="${TMPDIR:-/tmp}/.stage_log_times.$$"
+_cpu_read() { awk 'NR==2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }; printf "%.1f", s }' "$_cpu_file"; rm -f "$_cpu_file"; }
+begin() { t_stage=$(date +%s); times > "$_cpu_file"; cpu_stage=$(_cpu_read); log "Stage $1: $2"; }
+took() {
+  times > "$_cpu_file"
+  log "  stage $1 took $(( $(date +%s) - t_stage )) s (CPU $(awk -v a="$(_cpu_read)" -v b="$cpu_stage" 'BEGIN { printf "%.1f", a - b }') s)"
+}
 is_done() { if [ -f "$1" ]; then log "  $1 exists; skipping (remove it to redo)"; return 0; fi; return 1; }

@@ -13,10 +13,19 @@ section (``{arch: hubert, preset: tiny, ...overrides}``) builds the model; ``num
 to 1 + the largest label and ``label_rate`` to ``data.label_rate``. Writes into the exp dir:
 config.yaml (resolved), train.log, tensorboard/, checkpoint_{last,best,<updates>}.pt.
 ``--resume auto`` continues from checkpoint_last.pt when there is one (exactly where it stopped).
+
+AV-HuBERT (``model.arch: avhubert``): the data dirs need ``video.scp`` (mouth ROIs) beside ``wav.scp``;
+batches come from speechkit.train.av_pretrain (AVDataset + AVCollater), ``data.max_tokens`` counts 25 Hz
+frames, the model section's ``av_data`` holds the crop size and length limits, and ``data.label_rate`` is
+100 for MFCC k-means of the audio (iteration 1) or 25 for units of a previous AV model::
+
+    python -m speechkit.bin.pretrain --config conf/pretrain_avhubert_iter1.yaml --train-data data/lrs3/pretrain \
+        --valid-data data/lrs3/valid --label-tag mfcc100 --exp-dir exp/avhubert_iter1
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shlex
 import sys
@@ -40,6 +49,11 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _num_classes(ds) -> int:
+    """1 + the largest label of the first stream (audio and AV datasets keep the same tables)."""
+    return 1 + max(max(int(x) for x in ds.label_text[0][u].split()) for u in ds.utt_ids)
+
+
 def resolve_model_section(model: dict, data_cfg, train_set, valid_set, config_path: str) -> dict:
     """Fill ``num_classes`` / ``label_rate`` from the data when the config leaves them out."""
     from speechkit.train.config import ConfigError
@@ -52,7 +66,7 @@ def resolve_model_section(model: dict, data_cfg, train_set, valid_set, config_pa
         if float(rate) != float(data_cfg.label_rate):
             raise ConfigError(f"{config_path}: model.label_rate {rate} differs from data.label_rate "
                               f"{data_cfg.label_rate}")
-        needed = max(s.num_classes() for s in (train_set, valid_set) if s is not None)
+        needed = max(_num_classes(s) for s in (train_set, valid_set) if s is not None)
         if "num_classes" not in model:
             model["num_classes"] = needed
             logger.info("model.num_classes not set: using %d (1 + the largest label in %s)", needed,
@@ -82,9 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     dc = cfg.data
     tags = [args.label_tag] if args.label_tag else []
     rates = [dc.label_rate] * len(tags)
-    kw = dict(sample_rate=dc.sample_rate, min_sample_size=dc.min_sample_size, max_sample_size=dc.max_sample_size)
-    train_set = AudioLabelDataset(args.train_data, tags, rates, **kw)
-    valid_set = AudioLabelDataset(args.valid_data, tags, rates, **kw) if args.valid_data else None
+    collaters = None
+    if cfg.model.get("arch") == "avhubert":  # lips + audio: the AV batch contract at 25 Hz
+        from speechkit.train.av_pretrain import build_av_pretrain_data, split_av_data
+
+        cfg.model, av = split_av_data(cfg.model, args.config)
+        train_set, valid_set, *collaters = build_av_pretrain_data(cfg, av, args.train_data, args.valid_data, tags)
+    else:
+        kw = dict(sample_rate=dc.sample_rate, min_sample_size=dc.min_sample_size, max_sample_size=dc.max_sample_size)
+        train_set = AudioLabelDataset(args.train_data, tags, rates, **kw)
+        valid_set = AudioLabelDataset(args.valid_data, tags, rates, **kw) if args.valid_data else None
 
     cfg.model = resolve_model_section(cfg.model, dc, train_set, valid_set, args.config)
     set_seed(cfg.trainer.seed)  # identical initial weights on every rank (DDP also broadcasts them)
@@ -94,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if info.is_main:
         logger.info("command: %s", shlex.join([sys.executable, "-m", "speechkit.bin.pretrain", *sys.argv[1:]]))
     trainer = Trainer(model, cfg, args.exp_dir, train_set, valid_set, dist_info=info, model_config=model_config)
+    if collaters:  # the Trainer builds audio collaters; AV batches come from the AV ones
+        trainer.collater, trainer.valid_collater = collaters
+        cfg.model["av_data"] = dataclasses.asdict(av)  # config.yaml records the data options too
     trainer.maybe_resume(args.resume)
     trainer.train()
     cleanup(info)

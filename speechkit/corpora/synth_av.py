@@ -372,6 +372,12 @@ class _Speaker:
 
 def _write_lrs3(root: Path, cfg: AVCorpusSize, speakers: list[_Speaker], test_speakers: list[_Speaker],
                 ids: random.Random) -> int:
+    from speechkit.corpora.lrs3 import utt_id
+    from speechkit.corpora.synth.speak import frame_labels
+
+    # phone alignments of the unsplit parts (trainval, test) under the ids the LRS3 prep gives them, one phone
+    # per 10 ms frame as the audio-only synthetic corpus writes them: label quality (PNMI) of AV units
+    align: dict[str, list[str]] = {"trainval": [], "test": []}
     n = 0
     spk_ids = [_youtube_id(ids) for _ in speakers]
     test_ids = [_youtube_id(ids) for _ in test_speakers]
@@ -386,6 +392,9 @@ def _write_lrs3(root: Path, cfg: AVCorpusSize, speakers: list[_Speaker], test_sp
                 base.parent.mkdir(parents=True, exist_ok=True)
                 write_av(base.with_suffix(".mp4"), c.video, c.audio, FPS, SAMPLE_RATE, preset="ultrafast")
                 base.with_suffix(".txt").write_text(lrs3_txt(c))
+                if part == "trainval":
+                    align[part].append(f"{utt_id(sid, part, base.name)} "
+                                       + " ".join(frame_labels(c.phones, len(c.audio), SAMPLE_RATE)))
                 n += 1
     for sid, sp in zip(test_ids, test_speakers):
         for k in range(cfg.test_clips):
@@ -394,7 +403,11 @@ def _write_lrs3(root: Path, cfg: AVCorpusSize, speakers: list[_Speaker], test_sp
             base.parent.mkdir(parents=True, exist_ok=True)
             write_av(base.with_suffix(".mp4"), c.video, c.audio, FPS, SAMPLE_RATE, preset="ultrafast")
             base.with_suffix(".txt").write_text(lrs3_txt(c))
+            align["test"].append(f"{utt_id(sid, 'test', base.name)} " + " ".join(frame_labels(c.phones, len(c.audio), SAMPLE_RATE)))
             n += 1
+    (root / "alignments").mkdir(parents=True, exist_ok=True)
+    for part, lines in align.items():
+        (root / "alignments" / f"{part}.phones").write_text("".join(f"{ln}\n" for ln in lines))
     return n
 
 
@@ -423,6 +436,9 @@ def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed
                          image_size: int = 160) -> Path:
     """Write ``out_dir/lrs3`` (``layout="lrs3"``) or ``out_dir/voxceleb2`` (``"voxceleb2"``); returns it.
 
+    The LRS3 layout also gets ``out_dir/lrs3_alignments/{trainval,test}.phones``: one phone per 10 ms frame
+    of each unsplit clip, under the utterance ids ``prepare_lrs3`` gives it (for label-quality scoring).
+
     Cached: a finished corpus with the same parameters (stamp file) is not written again.
     """
     import json
@@ -434,7 +450,7 @@ def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed
         raise ValueError(f"size must be one of {sorted(AV_SIZES)}, got {size!r}")
     cfg = AV_SIZES[size]
     root = Path(out_dir) / layout
-    stamp = {"layout": layout, "size": size, "seed": seed, "image_size": image_size, "version": 1}
+    stamp = {"layout": layout, "size": size, "seed": seed, "image_size": image_size, "version": 2}
     stamp_path = root / ".synth_av.json"
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
         log.info("%s: synthetic %s corpus already complete (%s)", root, layout, stamp_path)
@@ -449,6 +465,10 @@ def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed
     writer = _write_lrs3 if layout == "lrs3" else _write_voxceleb2
     n = writer(tmp, cfg, sps[:cfg.speakers], sps[cfg.speakers:], ids)
     shutil.rmtree(root, ignore_errors=True)
+    if (tmp / "alignments").is_dir():  # beside the corpus, which keeps the official layout exactly
+        align_dir = Path(out_dir) / f"{layout}_alignments"
+        shutil.rmtree(align_dir, ignore_errors=True)
+        (tmp / "alignments").rename(align_dir)
     tmp.rename(root)
     stamp_path.write_text(json.dumps(stamp))
     log.info("%s: wrote %d synthetic %s clips", root, n, layout)
