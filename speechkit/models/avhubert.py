@@ -60,7 +60,7 @@ from torch import Tensor, nn
 from .config_utils import config_from_dict, config_to_dict
 from .conv_extractor import lengths_to_padding_mask
 from .encoder import EncoderConfig, GradMultiply
-from .hubert import IGNORE, align_labels
+from .hubert import align_labels, masked_prediction_loss
 from .lip_resnet import LipResNet
 from .masking import compute_mask_indices
 from .transformer import TransformerEncoder
@@ -359,39 +359,7 @@ class AVHubertPretrainModel(nn.Module):
                             utt_ids=utt_ids)
         labels = align_labels(batch["labels"].to(out.x.device), batch["label_lens"], out.frame_lens,
                               out.x.size(1), self.label_ratio, cfg.max_label_mismatch, utt_ids)
-        valid = labels != IGNORE
-        assert out.mask_indices is not None
-        masked = out.mask_indices & valid
-        unmasked = ~out.mask_indices & valid
-        zero = out.x.new_zeros((), dtype=torch.float32)
-        stats: dict[str, float] = {}
-        loss_sum = zero
-        sample_size = 0
-        for name, sel, weight in (("m", masked, cfg.pred_masked_weight), ("u", unmasked, cfg.pred_nomask_weight)):
-            n = int(sel.sum())
-            if n == 0:
-                continue
-            if weight > 0:
-                logits = self.logits(out.x[sel])
-            else:  # not trained on, but its accuracy is a useful diagnostic
-                with torch.no_grad():
-                    logits = self.logits(out.x[sel])
-            target = labels[sel]
-            ce = F.cross_entropy(logits, target, reduction="sum")
-            if weight > 0:
-                loss_sum = loss_sum + weight * ce
-                sample_size += n
-            stats[f"loss_{name}"] = float(ce.detach()) / n
-            stats[f"acc_{name}"] = float((logits.detach().argmax(-1) == target).float().mean())
-            stats[f"count_{name}"] = float(n)
-        if sample_size == 0:
-            raise ValueError("no frame to predict in this batch (all labels ignored or nothing masked); "
-                             f"utterances: {utt_ids}")
-        pen = out.features_pen
-        if cfg.feature_pen_weight > 0:
-            loss_sum = loss_sum + cfg.feature_pen_weight * pen.float() * sample_size
-        loss = loss_sum / sample_size
-        stats.update(loss=float(loss.detach()), loss_sum=float(loss_sum.detach()),
-                     features_pen=float(pen.detach()), sample_size=float(sample_size),
-                     drop_audio=float(out.dropped == "audio"), drop_video=float(out.dropped == "video"))
+        loss, stats, sample_size = masked_prediction_loss(self.logits, out.x, labels, out.mask_indices,
+                                                          out.features_pen, cfg, utt_ids)
+        stats.update(drop_audio=float(out.dropped == "audio"), drop_video=float(out.dropped == "video"))
         return loss, stats, sample_size

@@ -119,39 +119,47 @@ class HubertPretrainModel(nn.Module):
         out = self.encoder(wav, wav_lens, mask=True)
         labels = align_labels(batch["labels"], batch["label_lens"], out.frame_lens, out.x.size(1),
                               self.label_ratio, cfg.max_label_mismatch, batch.get("utt_ids"))
-        valid = labels != IGNORE
-        assert out.mask_indices is not None
-        masked = out.mask_indices & valid
-        unmasked = ~out.mask_indices & valid
+        return masked_prediction_loss(self.logits, out.x, labels, out.mask_indices, out.features_pen, cfg,
+                                      batch.get("utt_ids"))
 
-        zero = out.x.new_zeros((), dtype=torch.float32)
-        stats: dict[str, float] = {}
-        loss_sum = zero
-        sample_size = 0
-        for name, sel, weight in (("m", masked, cfg.pred_masked_weight), ("u", unmasked, cfg.pred_nomask_weight)):
-            n = int(sel.sum())
-            if n == 0:
-                continue
-            if weight > 0:
-                logits = self.logits(out.x[sel])
-            else:  # not trained on, but its accuracy is a useful diagnostic
-                with torch.no_grad():
-                    logits = self.logits(out.x[sel])
-            target = labels[sel]
-            ce = F.cross_entropy(logits, target, reduction="sum")
-            if weight > 0:
-                loss_sum = loss_sum + weight * ce
-                sample_size += n
-            stats[f"loss_{name}"] = float(ce.detach()) / n
-            stats[f"acc_{name}"] = float((logits.detach().argmax(-1) == target).float().mean())
-            stats[f"count_{name}"] = float(n)
-        if sample_size == 0:
-            raise ValueError("no frame to predict in this batch (all labels ignored or nothing masked); "
-                             f"utterances: {batch.get('utt_ids')}")
-        pen = out.features_pen
-        if cfg.feature_pen_weight > 0:
-            loss_sum = loss_sum + cfg.feature_pen_weight * pen.float() * sample_size
-        loss = loss_sum / sample_size
-        stats.update(loss=float(loss.detach()), loss_sum=float(loss_sum.detach()),
-                     features_pen=float(pen.detach()), sample_size=float(sample_size))
-        return loss, stats, sample_size
+
+def masked_prediction_loss(logits_fn, x: Tensor, labels: Tensor, mask_indices: Tensor | None, features_pen: Tensor,
+                           cfg: Any, utt_ids: Any = None) -> tuple[Tensor, dict[str, float], int]:
+    """HuBERT's objective, shared by the audio and the audio-visual model: cross-entropy of the unit
+    predictions on masked frames (weight ``cfg.pred_masked_weight``) and on unmasked ones
+    (``cfg.pred_nomask_weight``; with weight 0 only its accuracy is reported), plus the feature penalty.
+
+    x (B, T, D) encoder output, labels (B, T) aligned units (IGNORE where none) -> (loss, stats, frames)."""
+    valid = labels != IGNORE
+    assert mask_indices is not None
+    masked = mask_indices & valid
+    unmasked = ~mask_indices & valid
+    zero = x.new_zeros((), dtype=torch.float32)
+    stats: dict[str, float] = {}
+    loss_sum = zero
+    sample_size = 0
+    for name, sel, weight in (("m", masked, cfg.pred_masked_weight), ("u", unmasked, cfg.pred_nomask_weight)):
+        n = int(sel.sum())
+        if n == 0:
+            continue
+        if weight > 0:
+            logits = logits_fn(x[sel])
+        else:  # not trained on, but its accuracy is a useful diagnostic
+            with torch.no_grad():
+                logits = logits_fn(x[sel])
+        target = labels[sel]
+        ce = F.cross_entropy(logits, target, reduction="sum")
+        if weight > 0:
+            loss_sum = loss_sum + weight * ce
+            sample_size += n
+        stats[f"loss_{name}"] = float(ce.detach()) / n
+        stats[f"acc_{name}"] = float((logits.detach().argmax(-1) == target).float().mean())
+        stats[f"count_{name}"] = float(n)
+    if sample_size == 0:
+        raise ValueError(f"no frame to predict in this batch (all labels ignored or nothing masked); utterances: {utt_ids}")
+    if cfg.feature_pen_weight > 0:
+        loss_sum = loss_sum + cfg.feature_pen_weight * features_pen.float() * sample_size
+    loss = loss_sum / sample_size
+    stats.update(loss=float(loss.detach()), loss_sum=float(loss_sum.detach()),
+                 features_pen=float(features_pen.detach()), sample_size=float(sample_size))
+    return loss, stats, sample_size
