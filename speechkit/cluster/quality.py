@@ -43,8 +43,23 @@ def read_alignments(path: str | os.PathLike) -> dict[str, list[str]]:
     return {utt: phones for _, utt, phones in iter_token_lines(path, "alignment file")}
 
 
+class _SavedReport:
+    """``table()`` of a report dataclass as ``<stem>.txt``, its fields as ``<stem>.json``."""
+
+    def table(self) -> str:
+        raise NotImplementedError
+
+    def save(self, stem: str | os.PathLike) -> tuple[pathlib.Path, pathlib.Path]:
+        stem = pathlib.Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        txt, js = stem.with_suffix(".txt"), stem.with_suffix(".json")
+        txt.write_text(self.table() + "\n")
+        js.write_text(json.dumps(asdict(self), indent=2) + "\n")  # type: ignore[call-overload]
+        return txt, js
+
+
 @dataclass
-class QualityReport:
+class QualityReport(_SavedReport):
     phone_purity: float
     cluster_purity: float
     pnmi: float
@@ -64,15 +79,6 @@ class QualityReport:
             rows.append(("utts without alignment (skipped)", str(self.n_utts_without_alignment)))
         w = max(len(r[0]) for r in rows)
         return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
-
-    def save(self, stem: str | os.PathLike) -> tuple[pathlib.Path, pathlib.Path]:
-        """Write ``<stem>.txt`` (the table) and ``<stem>.json``."""
-        stem = pathlib.Path(stem)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        txt, js = stem.with_suffix(".txt"), stem.with_suffix(".json")
-        txt.write_text(self.table() + "\n")
-        js.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return txt, js
 
     def result_record(self, dataset: str, units: str = ""):
         """A RESULTS.md record (task ``units``, metric PNMI) for :mod:`speechkit.results`."""
@@ -161,7 +167,7 @@ def label_quality(
 
 
 @dataclass
-class UsageReport:
+class UsageReport(_SavedReport):
     """Cluster usage of a label file: needs no alignments."""
 
     n_frames: int
@@ -179,15 +185,6 @@ class UsageReport:
                 ("perplexity", f"{self.perplexity:.1f}")]
         w = max(len(r[0]) for r in rows)
         return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
-
-    def save(self, stem: str | os.PathLike) -> tuple[pathlib.Path, pathlib.Path]:
-        """Write ``<stem>.txt`` (the table) and ``<stem>.json``."""
-        stem = pathlib.Path(stem)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        txt, js = stem.with_suffix(".txt"), stem.with_suffix(".json")
-        txt.write_text(self.table() + "\n")
-        js.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return txt, js
 
     def result_record(self, dataset: str, units: str = ""):
         """A RESULTS.md record (task ``units``, metric ``usage``)."""
