@@ -22,8 +22,9 @@ install:
 install-runtime:  # what the recipes need (no test-only packages): make demo uses it
 	@bash tools/install.sh --runtime
 
+TEST_JOBS ?= 2  # pytest-xdist workers; a test file stays on one worker (its module fixtures are shared)
 test: install
-	$(PY) -m pytest test
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile test
 
 demo: install-runtime
 	cd $(DEMO) && ./run.sh

@@ -28,6 +28,7 @@ noise_dir=$MUSAN_NOISE  # noise recordings (MUSAN noise/); empty: babble only
 valid_ids=""            # av_hubert's lrs3-valid.id; empty: a seeded random choice of $num_valid trainval clips
 num_valid=1200
 nj=32                   # parallel jobs for ROIs, dumping and labelling
+threads_per_job=""      # threads of each of the $nj jobs; "": cores / nj (utils/threads.sh)
 ngpu=1                  # GPUs per training job (torchrun when > 1); 0 = train and decode on CPU
 auto_update_freq=true   # turn the anchor's GPU counts into update_freq for $ngpu GPUs (README)
 seed=0
@@ -59,6 +60,8 @@ help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+train_procs=$((ngpu > 0 ? ngpu : 1))
+. utils/threads.sh      # OMP_NUM_THREADS=$threads_per_job for jobs; $train_threads per training process
 
 . utils/stage_log.sh
 read -r -a _l <<< "$layer_list"; read -r -a _k <<< "$k_list"
@@ -85,7 +88,7 @@ units_for() {
     is_done dump/av${prev}_l${layers[$prev]}/$s/.done && continue
     python -m speechkit.bin.dump_layer_features --checkpoint exp/avhubert_iter$prev/checkpoint_last.pt \
       --layer ${layers[$prev]} --modalities audiovisual --data-dir $d/$s --out dump/av${prev}_l${layers[$prev]}/$s \
-      --nj $nj --cmd "$cpu_cmd" $device_opt
+      --nj $nj --cmd "$cpu_cmd" $device_opt --num-threads $threads_per_job
     touch dump/av${prev}_l${layers[$prev]}/$s/.done
   done
   if ! is_done exp/kmeans_$tag/.done; then
@@ -105,7 +108,7 @@ pretrain_iter() {
   local it=$1 conf=$pretrain_config
   [ $1 -eq $iters ] && conf=$pretrain_last_config
   is_done exp/avhubert_iter$it/.done && return 0
-  ${train_cmd} exp/avhubert_iter$it/log/pretrain.log $(launch) speechkit.bin.pretrain --config $conf \
+  nthreads $train_threads ${train_cmd} exp/avhubert_iter$it/log/pretrain.log $(launch) speechkit.bin.pretrain --config $conf \
     --train-data $d/$train --valid-data $d/$valid --label-tag $(km_tag $it) --exp-dir exp/avhubert_iter$it \
     --resume auto --set data.label_rate=$(label_rate $it) $pretrain_uf $device_opt $pretrain_opts
   touch exp/avhubert_iter$it/.done
@@ -136,7 +139,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   begin 3 "MFCC of $train and $valid"
   for s in $train $valid; do
     is_done dump/mfcc/$s/.done && continue
-    python -m speechkit.bin.dump_features --data-dir $d/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd"
+    python -m speechkit.bin.dump_features --data-dir $d/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd" --num-threads $threads_per_job
     touch dump/mfcc/$s/.done
   done
   took 3
@@ -207,7 +210,7 @@ if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
         $ft_babble && noise="--babble $d/$(ft_train_of $set)"
         [ -n "$noise_dir" ] && noise="$noise --noise-dir $noise_dir"
       fi
-      ${train_cmd} exp/$x/log/finetune.log $(launch) speechkit.bin.finetune_av --config $conf \
+      nthreads $train_threads ${train_cmd} exp/$x/log/finetune.log $(launch) speechkit.bin.finetune_av --config $conf \
         --init ${finetune_init:-exp/avhubert_iter$iters/checkpoint_last.pt} --tokenizer $d/lang_unigram1000 \
         --train-data $d/$(ft_train_of $set) --valid-data $d/$valid --exp-dir exp/$x --resume auto \
         --set model.modalities=$mods $noise $finetune_uf $device_opt $finetune_opts

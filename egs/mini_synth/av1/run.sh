@@ -135,7 +135,7 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   begin 8 "MFCC of the LRS3 audio; synthetic noise folder"
   for s in train_433h valid; do
     is_done dump/mfcc/$s/.done && continue
-    python -m speechkit.bin.dump_features --data-dir $d/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd"
+    python -m speechkit.bin.dump_features --data-dir $d/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd" --num-threads $threads_per_job
     touch dump/mfcc/$s/.done
   done
   [ -f corpus/noise/.done ] || { python -m speechkit.bin.make_noise_dir --out corpus/noise --seed $seed && touch corpus/noise/.done; }
@@ -174,7 +174,7 @@ fi
 if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   begin 11 "AV-HuBERT iteration 1 on km.$km1 ($pretrain1_config)"
   if ! is_done exp/avhubert_iter1/.done; then
-    python -m speechkit.bin.pretrain --config $pretrain1_config --train-data $d/train_433h --valid-data $d/valid \
+    nthreads $train_threads python -m speechkit.bin.pretrain --config $pretrain1_config --train-data $d/train_433h --valid-data $d/valid \
       --label-tag $km1 --exp-dir exp/avhubert_iter1 --resume auto $pretrain_opts
     touch exp/avhubert_iter1/.done
   fi
@@ -186,7 +186,7 @@ if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
   for s in train_433h valid; do
     is_done dump/av1_l$layer/$s/.done && continue
     python -m speechkit.bin.dump_layer_features --checkpoint exp/avhubert_iter1/checkpoint_last.pt --layer $layer \
-      --modalities audiovisual --data-dir $d/$s --out dump/av1_l$layer/$s --nj $nj --cmd "$cpu_cmd"
+      --modalities audiovisual --data-dir $d/$s --out dump/av1_l$layer/$s --nj $nj --cmd "$cpu_cmd" --num-threads $threads_per_job
     touch dump/av1_l$layer/$s/.done
   done
   if ! is_done exp/kmeans_$km2/.done; then
@@ -207,7 +207,7 @@ fi
 if [ $iters -ge 2 ] && [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
   begin 13 "AV-HuBERT iteration 2 on km.$km2 ($pretrain2_config)"
   if ! is_done exp/avhubert_iter2/.done; then
-    python -m speechkit.bin.pretrain --config $pretrain2_config --train-data $d/train_433h --valid-data $d/valid \
+    nthreads $train_threads python -m speechkit.bin.pretrain --config $pretrain2_config --train-data $d/train_433h --valid-data $d/valid \
       --label-tag $km2 --exp-dir exp/avhubert_iter2 --resume auto $pretrain_opts
     touch exp/avhubert_iter2/.done
   fi
@@ -234,7 +234,7 @@ if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
       vsr_scratch) opt="--from-scratch --set optim.lr=$scratch_lr" ;;
       asr|avsr) opt="$ft_noise_opts" ;;  # noise augmentation, as the anchor's AVSR (ASR too: a fair comparison)
     esac
-    python -m speechkit.bin.finetune_av --config $conf --init $upstream/checkpoint_last.pt $opt \
+    nthreads $train_threads python -m speechkit.bin.finetune_av --config $conf --init $upstream/checkpoint_last.pt $opt \
       --tokenizer data/token_char --train-data $d/train_30h --valid-data $d/valid --exp-dir exp/$x --resume auto \
       $finetune_opts
     touch exp/$x/.done

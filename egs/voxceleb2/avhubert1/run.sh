@@ -26,6 +26,7 @@ vox_en_ids=$VOX_EN_IDS
 vox1_trials=""          # VoxCeleb1 trial list (veri_test2.txt); needs --vox1-data
 vox1_data=""            # a data dir of the VoxCeleb1 test clips (wav.scp; video.scp for AV embeddings)
 nj=32
+threads_per_job=""      # threads of each of the $nj jobs; "": cores / nj (utils/threads.sh)
 ngpu=1
 auto_update_freq=true
 seed=0
@@ -46,6 +47,8 @@ help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+train_procs=$((ngpu > 0 ? ngpu : 1))
+. utils/threads.sh      # OMP_NUM_THREADS=$threads_per_job for jobs; $train_threads per training process
 
 . utils/stage_log.sh
 read -r -a _l <<< "$layer_list"; read -r -a _k <<< "$k_list"
@@ -68,7 +71,7 @@ pretrain_iter() {
   local it=$1 conf=$pretrain_config
   [ $1 -eq $iters ] && conf=$pretrain_last_config
   is_done exp/avhubert_iter$it/.done && return 0
-  ${train_cmd} exp/avhubert_iter$it/log/pretrain.log $(launch) speechkit.bin.pretrain --config $conf \
+  nthreads $train_threads ${train_cmd} exp/avhubert_iter$it/log/pretrain.log $(launch) speechkit.bin.pretrain --config $conf \
     --train-data $d/$train --valid-data $d/$valid --label-tag $(km_tag $it) --exp-dir exp/avhubert_iter$it \
     --resume auto --set data.label_rate=$(label_rate $it) $pretrain_uf $device_opt $pretrain_opts
   touch exp/avhubert_iter$it/.done
@@ -125,7 +128,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   begin 5 "MFCC, k-means K=$mfcc_k, labels km.mfcc$mfcc_k"
   for s in $train $valid; do
     is_done dump/mfcc/$s/.done && continue
-    python -m speechkit.bin.dump_features --data-dir $d/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd"
+    python -m speechkit.bin.dump_features --data-dir $d/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd" --num-threads $threads_per_job
     touch dump/mfcc/$s/.done
   done
   if ! is_done exp/kmeans_mfcc$mfcc_k/.done; then
@@ -152,7 +155,7 @@ if [ $iters -ge 2 ] && [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   for s in $train $valid; do
     is_done $f/$s/.done && continue
     python -m speechkit.bin.dump_layer_features --checkpoint exp/avhubert_iter1/checkpoint_last.pt --layer ${layers[1]} \
-      --modalities audiovisual --data-dir $d/$s --out $f/$s --nj $nj --cmd "$cpu_cmd" $device_opt
+      --modalities audiovisual --data-dir $d/$s --out $f/$s --nj $nj --cmd "$cpu_cmd" $device_opt --num-threads $threads_per_job
     touch $f/$s/.done
   done
   if ! is_done exp/kmeans_$(km_tag 2)/.done; then
@@ -192,7 +195,7 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
     x=exp/sv_$(basename $last)_l${sv_layer}_$m
     is_done $x/.done && continue
     python -m speechkit.bin.dump_layer_features --checkpoint $last/checkpoint_last.pt --layer $sv_layer \
-      --modalities $m --data-dir $sv_data --out dump/sv_l${sv_layer}_$m --nj $nj --cmd "$cpu_cmd" $device_opt
+      --modalities $m --data-dir $sv_data --out dump/sv_l${sv_layer}_$m --nj $nj --cmd "$cpu_cmd" $device_opt --num-threads $threads_per_job
     python -m speechkit.bin.pool_embeddings --feats dump/sv_l${sv_layer}_$m/feats.scp --out $x/embed
     python -m speechkit.bin.compute_eer --trials $sv_data/trials --embeddings $x/embed/embeddings.scp --out $x/eval \
       --dataset "$(basename $sv_data) ($m)" --info modalities=$m --info layer=$sv_layer
