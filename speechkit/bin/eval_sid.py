@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         for u, p in sorted(zip(utts, preds)):
             f.write(f"{u} {speakers[p]} {spk_of[u]}\n")
     dataset = args.dataset or args.data_dir.resolve().name
-    facts = {k: info[k] for k in ("labeled utts", "updates", "speakers") if k in info}
+    facts = {k: info[k] for k in ("labeled utts", "updates", "epochs", "speakers") if k in info}
     facts["upstream"] = "frozen" if model.config.freeze_upstream else "fine-tuned"
     record = sid_result_record(np.array(preds), targets, dataset, info=facts)
     write_result_json(args.out / "result_sid.json", record)

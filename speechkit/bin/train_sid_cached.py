@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt.save_atomic({"model": model.state_dict(), "model_config": model.model_config(),
                       "speechkit_version": ckpt.version()}, exp / "checkpoint_best.pt")
     info = {"task": "sid", "init": str(args.upstream), "speakers": len(speakers), "speaker_key": key,
-            "labeled utts": len(train.utt_ids), "updates": summary["epochs"], "training": "cached moments",
+            "labeled utts": len(train.utt_ids), "training": "cached moments",
             **summary, "layer_weights": model.featurizer.layer_weights()}
     model.featurizer.save_weights(exp / LAYER_WEIGHTS_FILE, {"task": "sid", "best_epoch": summary["best_epoch"]})
     for name, data in ((INFO_FILE, info), ("history.json", history)):
