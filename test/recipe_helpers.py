@@ -28,6 +28,9 @@ def run_recipe(recipe: pathlib.Path, *args: str, timeout: int = 900) -> subproce
                PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     for var in ("LIBRISPEECH", "LIBRILIGHT_FT", "LIBRISPEECH_LM", "TEDLIUM3"):
         env.pop(var, None)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # parallel test workers share the machine: each recipe gets its share of the cores
+        env["SPEECHKIT_CORES"] = str(max(1, (os.cpu_count() or 1) // workers))
     return subprocess.run(["bash", "run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True,
                           timeout=timeout)
 

@@ -80,7 +80,7 @@ def test_every_stage_runs_on_a_corpus_without_alignments(corpus, tmp_path):
     pretrain_log = (recipe / "exp" / "hubert_iter1" / "log" / "pretrain.log").read_text()  # via $train_cmd
     assert re.search(r"dropped \d+ of \d+ utterances .* shorter than min_sample_size", pretrain_log)
     # greedy and word-LM rows for both models
-    for exp in ("ft_hubert_iter2", "ft_scratch"):
+    for exp in ("ft_hubert_iter2_n20", "ft_scratch_n20"):  # conf/tiny.sh: ft_utts=20
         assert f"|exp/{exp}|decode_test_clean|" in results and f"|exp/{exp}|decode_test_clean_lm3|" in results
         grid = json.loads((recipe / "exp" / exp / "decode_dev_clean_lm3" / "lm_grid.json").read_text())
         assert len(grid["grid"]) == 9

@@ -18,7 +18,8 @@ fi
 # nproc honours the CPU affinity / cgroup set the recipe was started with, but also an inherited
 # OMP_NUM_THREADS, which is not a core count: leave that out.
 : "${cores:=}"
-[ -n "$cores" ] || cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+# --cores, else $SPEECHKIT_CORES (a share of a machine running other work, e.g. parallel test workers), else nproc
+[ -n "$cores" ] || cores=${SPEECHKIT_CORES:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
 : "${threads_per_job:=}"
 [ -n "$threads_per_job" ] || threads_per_job=$(( cores / ${nj:-1} > 0 ? cores / ${nj:-1} : 1 ))
 for _v in cores threads_per_job; do
