@@ -9,8 +9,8 @@ import torch
 
 from downstream_helpers import make_data_dir, tiny_hubert_checkpoint
 from speechkit.downstream.baseline_upstream import SpectralUpstream
-from speechkit.downstream.head_cache import (HeadTrainConfig, LayerMoments, compute_moments, train_head,
-                                             utterance_moments)
+from speechkit.downstream.head_cache import (HeadTrainConfig, LayerMoments, cached_moments, compute_moments,
+                                             train_head, utterance_moments)
 from speechkit.downstream.speaker import SpeakerIDModel
 from speechkit.models import build_model
 
@@ -170,6 +170,43 @@ def test_compute_moments_orders_by_utterance(tmp_path):
     d = make_data_dir(tmp_path / "d", _texts(2, 3))
     mom = compute_moments(SpectralUpstream("fbank"), d, max_tokens=9000)
     assert mom.utt_ids == sorted(mom.utt_ids) and mom.mean.shape == (6, 1, 80)
+
+
+class _CountingUpstream(SpectralUpstream):
+    def __init__(self) -> None:
+        super().__init__("fbank")
+        self.calls = 0
+
+    def extract_features(self, wav, wav_lens):
+        self.calls += 1
+        return super().extract_features(wav, wav_lens)
+
+
+def test_subset_takes_its_moments_from_the_cache_of_a_superset_with_the_same_audio(tmp_path):
+    from speechkit.io.datadir_ops import subset_data_dir
+
+    full = make_data_dir(tmp_path / "full", _texts(2, 3))
+    up = _CountingUpstream()
+    whole = cached_moments(up, "fbank", full, tmp_path / "cache_full")
+    assert up.calls > 0
+    sub = tmp_path / "sub"
+    subset_data_dir(full, sub, utt_list=whole.utt_ids[1:4])
+    up.calls = 0
+    got = cached_moments(up, "fbank", sub, tmp_path / "cache_sub", reuse=[tmp_path / "cache_full"])
+    assert up.calls == 0 and got.utt_ids == whole.utt_ids[1:4]
+    assert torch.equal(got.mean, whole.mean[1:4]) and torch.equal(got.cov, whole.cov[1:4])
+    # the same utterance ids with other audio behind one of them: computed, not reused
+    other = tmp_path / "other"
+    subset_data_dir(full, other, utt_list=whole.utt_ids[1:4])
+    lines = (other / "wav.scp").read_text().splitlines()
+    lines[0] = lines[0].split()[0] + " " + lines[1].split()[1]
+    (other / "wav.scp").write_text("\n".join(lines) + "\n")
+    got = cached_moments(up, "fbank", other, tmp_path / "cache_other", reuse=[tmp_path / "cache_full"])
+    assert up.calls > 0 and torch.equal(got.mean[0], whole.mean[2])
+    # and another upstream's cache is never taken
+    up.calls = 0
+    cached_moments(up, "mfcc", sub, tmp_path / "cache_mfcc", reuse=[tmp_path / "cache_full"])
+    assert up.calls > 0
 
 
 def test_probe_ctc_cache_serves_the_same_hidden_states_without_the_encoder():

@@ -6,6 +6,10 @@
 #   begin 3 "k-means"        start stage 3 (remembers the time) ...
 #   took 3                   ... and log how long it took (wall, and CPU seconds of the stage's commands)
 #   is_done MARKER           true (and says so) when MARKER exists: re-runs skip finished work
+#   side_by_side N MARKER CMD...   run CMD in the background, at most N at a time, and touch MARKER when it
+#                            succeeds (MARKER -: none); a stage of independent runs, one per core instead of
+#                            one after another
+#   wait_side_by_side        wait for those still running; fail the stage naming the markers not written
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   sed -n '2,/^if /{/^if /d;s/^# \{0,1\}//p}' "$0"; exit 0
 fi
@@ -24,3 +28,17 @@ took() {
   log "  stage $1 took $(( $(date +%s) - t_stage )) s (CPU $(awk -v a="$(_cpu_read)" -v b="$cpu_stage" 'BEGIN { printf "%.1f", a - b }') s)"
 }
 is_done() { if [ -f "$1" ]; then log "  $1 exists; skipping (remove it to redo)"; return 0; fi; return 1; }
+_sbs_pids=(); _sbs_marks=()
+side_by_side() {
+  local n=$1 mark=$2; shift 2
+  ( "$@" && { [ "$mark" = - ] || touch "$mark"; } ) &
+  local what=${mark%/.done}; [ "$mark" = - ] && what="'$*'"
+  _sbs_pids+=($!); _sbs_marks+=("$what")
+  (( ${#_sbs_pids[@]} < n )) || wait_side_by_side
+}
+wait_side_by_side() {
+  local i failed=""
+  for i in "${!_sbs_pids[@]}"; do wait "${_sbs_pids[$i]}" || failed="$failed ${_sbs_marks[$i]}"; done
+  _sbs_pids=(); _sbs_marks=()
+  [ -z "$failed" ] || die "failed:$failed (the output above and each run's log/ folder name the cause)"
+}

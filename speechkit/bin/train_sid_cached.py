@@ -9,7 +9,8 @@ Usage:
         --exp-dir exp/sid_fbank
 
 The upstream runs once over each data dir; the per-utterance moments of its L+1 hidden states go
-to --cache-dir (default <exp-dir>/cache, reused while the checkpoint and wav.scp are unchanged), and
+to --cache-dir (default <exp-dir>/cache, reused while the checkpoint and wav.scp are unchanged; with
+--reuse-cache, a data dir whose utterances all lie in another head's cache file takes them from it), and
 the head (the softmax layer weights, BatchNorm, optional embedding layer, linear classifier: the
 model section of --config, as ``train_downstream --task sid``) trains on them with AdamW at the
 config's optim.lr, whole utterances, early stopping on the --valid-data accuracy. See
@@ -43,6 +44,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-data", default=None, type=pathlib.Path, help="dev data dir for early stopping")
     p.add_argument("--exp-dir", required=True, type=pathlib.Path)
     p.add_argument("--cache-dir", default=None, type=pathlib.Path, help="default: <exp-dir>/cache")
+    p.add_argument("--reuse-cache", nargs="+", default=[], type=pathlib.Path, metavar="DIR",
+                   help="cache dirs of other heads on the same upstream: a data dir whose utterances (same audio) "
+                        "all lie in one of their files takes its moments from there (e.g. a subset of their data)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--patience", type=int, default=d.patience, help="epochs without dev improvement before stopping")
@@ -85,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache_dir or args.exp_dir / "cache"
     up_path = args.upstream if args.upstream in KINDS else str(args.upstream)
     ln = model.featurizer.layer_norm
-    train = cached_moments(model.upstream.model, up_path, args.train_data, cache, layer_norm=ln, device=device)
+    kw = {"layer_norm": ln, "device": device, "reuse": args.reuse_cache}
+    train = cached_moments(model.upstream.model, up_path, args.train_data, cache, **kw)
     dev = spk_dev = None
     if args.valid_data is not None:
-        dev = cached_moments(model.upstream.model, up_path, args.valid_data, cache, layer_norm=ln, device=device)
+        dev = cached_moments(model.upstream.model, up_path, args.valid_data, cache, **kw)
         spk_dev = speaker_of(args.valid_data, key)
     model.to("cpu")
     hcfg = HeadTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=cfg.optim.lr,

@@ -33,7 +33,7 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -121,31 +121,82 @@ def compute_moments(upstream: torch.nn.Module, data_dir: str | os.PathLike, *, l
     return LayerMoments([ids[i] for i in order], mean, cov)
 
 
-def cache_key(upstream_path: str, data_dir: str | os.PathLike, layer_norm: bool) -> str:
-    """Changes when the checkpoint file, the data dir's wav.scp or the normalisation change."""
+def _file_stamp(h: "hashlib._Hash", path: pathlib.Path) -> None:
+    if path.is_file():
+        st = path.stat()
+        h.update(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    else:
+        h.update(str(path).encode())
+
+
+def upstream_key(upstream_path: str, layer_norm: bool) -> str:
+    """Changes when the checkpoint file (path, size, mtime) or the normalisation change."""
     h = hashlib.sha256()
     h.update(json.dumps({"v": CACHE_VERSION, "layer_norm": layer_norm}).encode())
-    for p in (pathlib.Path(upstream_path), pathlib.Path(data_dir) / "wav.scp", pathlib.Path(data_dir) / "segments"):
-        if p.is_file():
-            st = p.stat()
-            h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-        else:
-            h.update(str(p).encode())
+    _file_stamp(h, pathlib.Path(upstream_path))
     return h.hexdigest()[:16]
 
 
+def cache_key(upstream_path: str, data_dir: str | os.PathLike, layer_norm: bool) -> str:
+    """Changes when the checkpoint file, the data dir's wav.scp or the normalisation change."""
+    h = hashlib.sha256(upstream_key(upstream_path, layer_norm).encode())
+    for name in ("wav.scp", "segments"):
+        _file_stamp(h, pathlib.Path(data_dir) / name)
+    return h.hexdigest()[:16]
+
+
+def audio_ids(data_dir: str | os.PathLike) -> dict[str, str]:
+    """Per utterance, a digest of where its audio comes from: its wav.scp entry, and its segments line (the
+    recording's entry then). Two data dirs share an utterance's moments only where these are equal."""
+    from speechkit.io.tables import read_table
+
+    d = pathlib.Path(data_dir)
+    wav = read_table(d / "wav.scp")
+    seg = read_table(d / "segments") if (d / "segments").is_file() else {}
+    out = {}
+    for utt in (seg or wav):
+        src = f"{seg[utt]}|{wav.get(seg[utt].split()[0], '')}" if seg else wav[utt]
+        out[utt] = hashlib.sha1(src.encode()).hexdigest()
+    return out
+
+
+def _from_other_caches(reuse: Sequence[pathlib.Path], up_key: str, wanted: dict[str, str]) -> LayerMoments | None:
+    """The moments of the ``wanted`` utterances from a cache file of the same upstream that holds all of them
+    with the same audio (e.g. a subset of a data dir cached before), or None."""
+    for cache_dir in reuse:
+        for path in sorted(pathlib.Path(cache_dir).glob("moments_*.pt")):
+            state = torch.load(path, weights_only=True)
+            audio = state.get("audio")
+            if state.get("upstream") != up_key or not audio or any(audio.get(u) != a for u, a in wanted.items()):
+                continue
+            logger.info("%s: moments of all %d utterances reused from it", path, len(wanted))
+            return LayerMoments(state["utt_ids"], state["mean"], state["cov"]).select(sorted(wanted))
+    return None
+
+
 def cached_moments(upstream: torch.nn.Module, upstream_path: str, data_dir: str | os.PathLike, cache_dir: pathlib.Path,
-                   *, layer_norm: bool = False, device: str | torch.device = "cpu") -> LayerMoments:
-    """:func:`compute_moments`, stored as ``<cache_dir>/moments_<set>_<key>.pt`` (written atomically)."""
+                   *, layer_norm: bool = False, device: str | torch.device = "cpu",
+                   reuse: Sequence[pathlib.Path] = ()) -> LayerMoments:
+    """:func:`compute_moments`, stored as ``<cache_dir>/moments_<set>_<key>.pt`` (written atomically).
+
+    ``reuse``: other cache dirs (e.g. of a head trained on a superset of this data dir); when one of their
+    files, from the same checkpoint and normalisation, holds every utterance of ``data_dir`` with the same
+    audio (:func:`audio_ids`), its moments are taken instead of running the upstream again.
+    """
     path = cache_dir / f"moments_{pathlib.Path(data_dir).name}_{cache_key(upstream_path, data_dir, layer_norm)}.pt"
     if path.is_file():
         state = torch.load(path, weights_only=True)
         logger.info("%s: reusing cached moments (%d utterances)", path, len(state["utt_ids"]))
         return LayerMoments(state["utt_ids"], state["mean"], state["cov"])
+    up_key, audio = upstream_key(upstream_path, layer_norm), audio_ids(data_dir)
+    mom = _from_other_caches(reuse, up_key, audio) if reuse else None
+    if mom is not None:
+        return mom
     mom = compute_moments(upstream, data_dir, layer_norm=layer_norm, device=device)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"utt_ids": mom.utt_ids, "mean": mom.mean, "cov": mom.cov}, tmp)
+    torch.save({"utt_ids": mom.utt_ids, "mean": mom.mean, "cov": mom.cov, "upstream": up_key,
+                "audio": {u: audio[u] for u in mom.utt_ids}}, tmp)
     os.replace(tmp, path)
     logger.info("wrote %s (%d utterances, %d states x %d dims)", path, len(mom.utt_ids), mom.num_states,
                 mom.mean.shape[-1])

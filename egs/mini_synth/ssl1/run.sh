@@ -39,6 +39,12 @@ nj=2                    # parallel jobs for dumping and labelling
 threads_per_job=""      # threads of each of the $nj jobs; "": cores / nj (utils/threads.sh)
 cores=""                # cores this recipe may use; "": nproc
 mfcc_k=100              # clusters on MFCC (iteration 1 targets)
+# k-means algorithm for the MFCC units (learn_kmeans --algorithm). minibatch is fairseq's (scikit-learn's
+# MiniBatchKMeans settings); lloyd, speechkit's default, reaches a lower inertia and better MFCC units, but
+# as targets of the 400-update iteration 1 here they gave the weaker model (one run each, default corpus,
+# dev PNMI; the layer-4 units are clustered with lloyd in both):
+#   minibatch: MFCC units 0.492 -> iteration-1 units 0.521;  lloyd: MFCC units 0.507 -> iteration-1 units 0.495
+mfcc_kmeans_algorithm=minibatch
 kmeans_portion=1.0      # portion of train utterances used to learn k-means
 alignments_dir=corpus/alignments  # phone alignments <part>.phones for PNMI (stages 5, 10); absent: skipped
 layer=4                 # layer of the iteration-1 model that is clustered for iteration 2
@@ -117,10 +123,11 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  begin 3 "k-means on MFCC, K=$mfcc_k"
+  begin 3 "k-means on MFCC, K=$mfcc_k ($mfcc_kmeans_algorithm)"
   if ! is_done exp/kmeans_$km1/.done; then
     python -m speechkit.bin.learn_kmeans --feats dump/mfcc/$train/feats.scp --n-clusters $mfcc_k \
-      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km1 --num-threads $train_threads
+      --portion $kmeans_portion --seed $seed --out exp/kmeans_$km1 --num-threads $train_threads \
+      --algorithm $mfcc_kmeans_algorithm
     touch exp/kmeans_$km1/.done
   fi
   took 3
@@ -235,16 +242,19 @@ fi
 
 if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
   begin 13 "CTC fine-tuning of $upstream and the from-scratch baseline ($ft_utts labeled utterances)"
+  # the runs go side by side, $nj at a time with $threads_per_job threads each (one small model per core
+  # trains faster than two threads on one model)
   for n in $ft_utts; do
     for x in ft_$(basename $upstream)_n$n ft_scratch_n$n; do
       is_done exp/$x/.done && continue
       opt=""; [ $x = ft_scratch_n$n ] && opt="--from-scratch --set optim.lr=$scratch_lr"
-      nthreads $train_threads ${train_cmd} exp/$x/log/finetune.log python -m speechkit.bin.finetune_ctc --config $finetune_config \
-        --init $upstream/checkpoint_last.pt $opt --tokenizer data/token_char --train-data data/train_ft$n \
-        --valid-data data/$dev --exp-dir exp/$x --resume auto $finetune_opts
-      touch exp/$x/.done
+      side_by_side $nj exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/finetune.log \
+        python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
+        --tokenizer data/token_char --train-data data/train_ft$n --valid-data data/$dev --exp-dir exp/$x \
+        --resume auto $finetune_opts
     done
   done
+  wait_side_by_side
   took 13
 fi
 
@@ -277,18 +287,29 @@ fi
 sid_up=sid_$(basename $upstream)
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
   begin 15 "speaker identification: frozen $upstream vs the fbank baseline (heads on cached moments)"
+  # SSL and fbank heads side by side ($nj at a time, $threads_per_job threads each), then their evaluations
   for up in $upstream/checkpoint_last.pt fbank; do
     x=$sid_up; [ $up = fbank ] && x=sid_fbank
-    if ! is_done exp/$x/.done; then
-      nthreads $train_threads ${train_cmd} exp/$x/log/train.log python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
-        --train-data data/$train --valid-data data/$dev --exp-dir exp/$x $sid_opts
-      touch exp/$x/.done
-    fi
-    nthreads $train_threads python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt --data-dir data/$test --out exp/$x/eval_$test
+    is_done exp/$x/.done && continue
+    side_by_side $nj exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
+      python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
+      --train-data data/$train --valid-data data/$dev --exp-dir exp/$x --cache-dir exp/$x/cache $sid_opts
   done
+  wait_side_by_side
+  for x in $sid_up sid_fbank; do
+    side_by_side $nj - nthreads $threads_per_job python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt \
+      --data-dir data/$test --out exp/$x/eval_$test
+  done
+  wait_side_by_side
   took 15
 fi
 
+eval_sv() {  # embeddings of the held-out speakers' utterances by the head exp/$1, EER and minDCF of the trials
+  nthreads $threads_per_job python -m speechkit.bin.extract_embeddings --model exp/$1/checkpoint_best.pt \
+    --data-dir data/sv_eval --out exp/$1/embed_sv_eval
+  python -m speechkit.bin.compute_eer --trials data/sv_eval/trials --embeddings exp/$1/embed_sv_eval/embeddings.scp \
+    --out exp/$1/sv_eval
+}
 if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
   begin 16 "open-set speaker verification: $sv_heldout held-out speakers (cosine scoring, EER, minDCF)"
   if ! is_done data/.sv.done; then
@@ -308,17 +329,19 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
       --num-target $num_target_trials --num-nontarget $((num_target_trials * 5)) --seed $seed
     touch data/.sv.done
   fi
+  # sv_train and sv_dev are subsets of $train and $dev: their moments come from stage 15's cache (--reuse-cache)
   for up in $upstream/checkpoint_last.pt fbank; do
-    x=sv_$(basename $upstream); [ $up = fbank ] && x=sv_fbank
-    if ! is_done exp/$x/.done; then
-      nthreads $train_threads ${train_cmd} exp/$x/log/train.log python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
-        --train-data data/sv_train --valid-data data/sv_dev --exp-dir exp/$x --set model.embed_dim=$sv_embed_dim $sid_opts
-      touch exp/$x/.done
-    fi
-    nthreads $train_threads python -m speechkit.bin.extract_embeddings --model exp/$x/checkpoint_best.pt --data-dir data/sv_eval --out exp/$x/embed_sv_eval
-    python -m speechkit.bin.compute_eer --trials data/sv_eval/trials --embeddings exp/$x/embed_sv_eval/embeddings.scp \
-      --out exp/$x/sv_eval
+    x=sv_$(basename $upstream); y=$sid_up; [ $up = fbank ] && { x=sv_fbank; y=sid_fbank; }
+    is_done exp/$x/.done && continue
+    side_by_side $nj exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
+      python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config --train-data data/sv_train \
+      --valid-data data/sv_dev --exp-dir exp/$x --reuse-cache exp/$y/cache --set model.embed_dim=$sv_embed_dim $sid_opts
   done
+  wait_side_by_side
+  for x in sv_$(basename $upstream) sv_fbank; do
+    side_by_side $nj - eval_sv $x
+  done
+  wait_side_by_side
   took 16
 fi
 

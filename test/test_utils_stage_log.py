@@ -1,0 +1,44 @@
+"""utils/stage_log.sh: side_by_side / wait_side_by_side (independent runs of a stage, one per core)."""
+from __future__ import annotations
+
+import pathlib
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(tmp_path: pathlib.Path, body: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "run.sh"
+    script.write_text("#!/usr/bin/env bash\nset -euo pipefail\n. utils/stage_log.sh\n" + body)
+    (tmp_path / "utils").symlink_to(ROOT / "utils")
+    return subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+
+def test_runs_side_by_side_and_marks_only_successes(tmp_path):
+    # two jobs that each wait for the other's file can only finish if they run at the same time
+    res = _run(tmp_path, """
+mkdir -p a b
+side_by_side 2 a/.done bash -c 'touch a/started; for i in $(seq 100); do [ -f b/started ] && exit 0; sleep 0.05; done; exit 1'
+side_by_side 2 b/.done bash -c 'touch b/started; for i in $(seq 100); do [ -f a/started ] && exit 0; sleep 0.05; done; exit 1'
+wait_side_by_side
+side_by_side 1 - true
+echo ok
+""")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().endswith("ok")
+    assert (tmp_path / "a/.done").is_file() and (tmp_path / "b/.done").is_file()
+    assert not (tmp_path / "-").exists()
+
+
+def test_a_failed_job_fails_the_stage_naming_it_and_leaves_no_marker(tmp_path):
+    res = _run(tmp_path, """
+mkdir -p good bad
+side_by_side 2 good/.done true
+side_by_side 2 bad/.done false
+wait_side_by_side
+echo not reached
+""")
+    assert res.returncode == 1
+    assert "not reached" not in res.stdout
+    assert "ERROR: failed: bad (" in res.stderr and "good" not in res.stderr.split("failed:")[1]
+    assert (tmp_path / "good/.done").is_file() and not (tmp_path / "bad/.done").exists()
