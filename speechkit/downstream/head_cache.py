@@ -87,9 +87,11 @@ def utterance_moments(hidden_states: Sequence[Tensor], lens: Tensor, layer_norm:
     mask = (torch.arange(t, device=lens.device)[None, :] < lens[:, None]).to(stacked.dtype)  # (B, T)
     n = lens.to(stacked.dtype).clamp(min=1)[:, None, None]  # (B, 1, 1)
     mean = (stacked * mask[:, None, :, None]).sum(dim=2) / n  # (B, S, D)
-    centred = (stacked - mean[:, :, None, :]) * mask[:, None, :, None]
+    centred = ((stacked - mean[:, :, None, :]) * mask[:, None, :, None]).permute(0, 3, 1, 2)  # (B, D, S, T)
+    # all S x S products per dimension as one batched matrix product over time, then the upper triangle
+    full = torch.matmul(centred, centred.transpose(-1, -2)) / n[..., None]  # (B, D, S, S)
     li, mi = triu_pairs(s)
-    cov = (centred[:, li] * centred[:, mi]).sum(dim=2) / n  # (B, P, D)
+    cov = full[:, :, li, mi].transpose(1, 2)  # (B, P, D)
     return mean.float(), cov.float()
 
 

@@ -61,16 +61,21 @@ def masked_group_norm(x: Tensor, lengths: Tensor, norm: nn.GroupNorm) -> Tensor:
     """
     if norm.num_groups != norm.num_channels:
         raise ValueError("masked_group_norm supports only one group per channel (fairseq's extractor)")
-    valid = (torch.arange(x.size(2), device=x.device)[None, :] < lengths[:, None]).to(x.dtype)  # (B, T)
-    valid = valid[:, None, :]  # (B, 1, T)
-    count = valid.sum(dim=2, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
     # statistics in fp32: under autocast the conv output may be bf16/fp16
     xf = x.float()
-    mean = (xf * valid).sum(dim=2, keepdim=True) / count  # (B, C, 1)
-    var = (((xf - mean) * valid) ** 2).sum(dim=2, keepdim=True) / count  # biased, as GroupNorm
-    y = (xf - mean) * torch.rsqrt(var + norm.eps)
+    valid = (torch.arange(x.size(2), device=x.device)[None, :] < lengths[:, None]).float()  # (B, T)
+    count = valid.sum(dim=1).clamp(min=1.0)[:, None, None]  # (B, 1, 1)
+    valid = valid[:, :, None]  # (B, T, 1)
+    # Masked sums over time as batched products with the 0/1 mask: one read of the (B, C, T) tensor each,
+    # where elementwise masking took two more full passes (this runs on the longest tensor of the model).
+    mean = torch.bmm(xf, valid) / count  # (B, C, 1)
+    d = xf - mean
+    var = torch.bmm(d.square(), valid) / count  # biased, as GroupNorm
+    scale = torch.rsqrt(var + norm.eps)
     if norm.affine:
-        y = y * norm.weight[None, :, None] + norm.bias[None, :, None]
+        y = torch.addcmul(norm.bias[None, :, None].float(), d, scale * norm.weight[None, :, None])
+    else:
+        y = d.mul_(scale)
     return y.to(x.dtype)
 
 
