@@ -4,7 +4,8 @@
 #   1  make the synthetic AV corpora (corpus/lrs3, corpus/voxceleb2 when in --corpora)
 #   2  LRS3 prep: pretrain (long clips split at word gaps), trainval, valid, train_30h, train_433h, test
 #   3  VoxCeleb2 prep: dev/test from the mp4 variant (video_src.scp) and from the aac variant (audio only)
-#   4  mouth ROIs (96x96 gray, 25 fps) for the LRS3 sets -> data/lrs3/<set>/{video.scp,utt2num_frames}
+#   4  mouth ROIs (96x96 gray, 25 fps) for the LRS3 sets used below (train_433h, train_30h, valid, test)
+#      -> data/lrs3/<set>/{video.scp,utt2num_frames}
 #   5  mouth ROIs for VoxCeleb2 dev/test
 #   6  sentencepiece unit model on the LRS3 train_433h text
 #   7  GRID clips (../../../../shared/fixtures/grid when present): data dir + mouth ROIs + contact sheet
@@ -57,7 +58,9 @@ help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 
 . utils/stage_log.sh
 
-lrs3_sets="pretrain trainval valid train_30h train_433h test"
+# the sets later stages read (pre-training, fine-tuning, validation, test); LRS3's own pretrain and trainval
+# parts are inside train_433h / train_30h / valid, so their ROIs would be extracted twice
+lrs3_sets="train_433h train_30h valid test"
 vox=false; case " $corpora " in *" voxceleb2 "*) vox=true ;; esac
 km1=mfcc${mfcc_k}
 km2=av1_l${layer}_${iter2_k}
