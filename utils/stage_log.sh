@@ -40,5 +40,5 @@ wait_side_by_side() {
   local i failed=""
   for i in "${!_sbs_pids[@]}"; do wait "${_sbs_pids[$i]}" || failed="$failed ${_sbs_marks[$i]}"; done
   _sbs_pids=(); _sbs_marks=()
-  [ -z "$failed" ] || die "failed:$failed (the output above and each run's log/ folder name the cause)"
+  [ -z "$failed" ] || die "failed:$failed (the output above and each one's log name the cause)"
 }

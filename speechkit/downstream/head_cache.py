@@ -150,16 +150,14 @@ def cache_key(upstream_path: str, data_dir: str | os.PathLike, layer_norm: bool)
 def audio_ids(data_dir: str | os.PathLike) -> dict[str, str]:
     """Per utterance, a digest of where its audio comes from: its wav.scp entry, and its segments line (the
     recording's entry then). Two data dirs share an utterance's moments only where these are equal."""
-    from speechkit.io.tables import read_table
+    from speechkit.io.tables import read_segments, read_table
 
     d = pathlib.Path(data_dir)
     wav = read_table(d / "wav.scp")
-    seg = read_table(d / "segments") if (d / "segments").is_file() else {}
-    out = {}
-    for utt in (seg or wav):
-        src = f"{seg[utt]}|{wav.get(seg[utt].split()[0], '')}" if seg else wav[utt]
-        out[utt] = hashlib.sha1(src.encode()).hexdigest()
-    return out
+    if not (d / "segments").is_file():
+        return {utt: hashlib.sha1(src.encode()).hexdigest() for utt, src in wav.items()}
+    return {utt: hashlib.sha1(f"{rec} {start!r} {end!r}|{wav.get(rec, '')}".encode()).hexdigest()
+            for utt, (rec, start, end) in read_segments(d / "segments").items()}
 
 
 def _from_other_caches(reuse: Sequence[pathlib.Path], up_key: str, wanted: dict[str, str]) -> LayerMoments | None:

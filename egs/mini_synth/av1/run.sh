@@ -247,7 +247,12 @@ fi
 
 if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
   begin 16 "decode test: clean, babble and noise at SNR $snrs dB (seed $seed)"
-  jobs_=""
+  # $nj decodes side by side, $threads_per_job threads each; .done marks each finished one for a re-run
+  decode_one() {  # decode_one MODEL CONDITION NOISE-OPTIONS...
+    local x=$1 c=$2; shift 2
+    nthreads $threads_per_job python -m speechkit.bin.decode_seq2seq --model exp/$x/checkpoint_best.pt \
+      --data-dir $d/test --out exp/$x/decode_test_$c "$@" $decode_opts > exp/$x/decode_test_$c.log 2>&1
+  }
   for x in $ft_models; do
     conds="clean"
     [ $(ft_modalities $x) = video ] || for snr in $snrs; do conds="$conds babble_$snr noise_$snr"; done
@@ -259,16 +264,10 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
         babble_*) noise="--babble $d/train_30h --babble-speakers $babble_speakers --snr ${c#babble_} --seed $seed" ;;
         noise_*) noise="--noise-dir corpus/noise --snr ${c#noise_} --seed $seed" ;;
       esac
-      OMP_NUM_THREADS=1 python -m speechkit.bin.decode_seq2seq --model exp/$x/checkpoint_best.pt --data-dir $d/test \
-        --out $out $noise $decode_opts > exp/$x/decode_test_$c.log 2>&1 &
-      jobs_="$jobs_ $!:$out"
-      if [ $(echo $jobs_ | wc -w) -ge $nj ]; then  # $nj decodes side by side (one core each)
-        # a failed decode stops the recipe (set -e); .done marks the finished ones for a re-run
-        for j in $jobs_; do wait ${j%%:*} || die "decode failed: see ${j#*:}.log"; touch ${j#*:}/.done; done; jobs_=""
-      fi
+      side_by_side $nj $out/.done decode_one $x $c $noise
     done
   done
-  for j in $jobs_; do wait ${j%%:*} || die "decode failed: see ${j#*:}.log"; touch ${j#*:}/.done; done
+  wait_side_by_side
   took 16
 fi
 
