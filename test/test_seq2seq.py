@@ -157,3 +157,35 @@ def test_fairseq_finetuned_state_maps_by_the_table():
     assert torch.allclose(m(batch)[0], m2(batch)[0])
     with pytest.raises(KeyError, match="unexpected key"):
         fairseq_seq2seq_state({"w2v_encoder.proj.weight": torch.zeros(1)})
+
+
+def test_encoder_overrides_change_regularisation_and_survive_a_reload():
+    """model.encoder_overrides (fairseq's w2v_args at fine-tuning): the values are in the fine-tuned model's
+    config and modules, the pre-trained weights are kept, feature_grad_mult 0 freezes the frontends, and
+    the architecture cannot be changed this way."""
+    from speechkit.models import build_model
+    from speechkit.models.lip_resnet import LipResNet
+
+    torch.manual_seed(0)
+    init = build_model({"arch": "avhubert", "preset": "tiny"})
+    m = build_seq2seq_model(6, init, decoder={"preset": "tiny"}, modalities="video", ctc_weight=0.5,
+                            encoder_overrides={"dropout": 0.3, "mask_prob": 0.25, "feature_grad_mult": 0.0})
+    enc = m.encoder.w2v_model
+    assert enc.cfg.encoder.dropout == 0.3 and enc.cfg.encoder.mask_prob == 0.25
+    assert any(isinstance(x, torch.nn.Dropout) and x.p == 0.3 for x in enc.encoder.modules())
+    assert all(torch.equal(v, init.avhubert.state_dict()[k]) for k, v in enc.state_dict().items())
+    assert init.avhubert.cfg.encoder.dropout != 0.3  # the pre-trained model is not touched
+    again = Seq2SeqModel(Seq2SeqConfig.from_dict(m.config.to_dict()))  # what load_seq2seq does
+    assert again.encoder.w2v_model.cfg.encoder.dropout == 0.3
+    # feature_grad_mult 0: the video frontend gets no gradient, the transformer does
+    m.train()
+    video = torch.randn(2, 1, 6, 16, 16)
+    batch = {"video": video, "lengths": torch.tensor([6, 5]), "labels": torch.tensor([[1, 2], [3, -100]]),
+             "label_lens": torch.tensor([2, 1])}
+    loss, _, _ = m(batch)
+    loss.backward()
+    frontend = [p for mod in enc.modules() if isinstance(mod, LipResNet) for p in mod.parameters()]
+    assert frontend and all(p.grad is None for p in frontend)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.encoder.parameters())
+    with pytest.raises(ValueError, match="encoder_overrides.embed_dim"):
+        build_seq2seq_model(6, init, decoder={"preset": "tiny"}, encoder_overrides={"embed_dim": 32})

@@ -78,6 +78,28 @@ def test_audio_encoder_finetune_resume_decode_noisy(tmp_path, tok):
     with pytest.raises(SystemExit, match="need --snr"):
         decode_seq2seq.main(base + ["--babble", str(train), "--out", str(tmp_path / "x")])
 
+    # word-level decoding of the CTC head: a grid of LM weights / word scores on one set, applied to another
+    from speechkit.bin import train_word_lm
+
+    lang = tmp_path / "lang"
+    assert train_word_lm.main(["--text", str(train / "text"), "--tokenizer", str(tok), "--order", "2",
+                               "--out", str(lang)]) == 0
+    lex = ["--model", model, "--data-dir", str(test), "--lexicon", str(lang / "lexicon.txt"),
+           "--lm", str(lang / "lm2.arpa")]
+    assert decode_seq2seq.main(lex + ["--out", str(tmp_path / "lex_dev"), "--lm-weight", "0", "1",
+                                      "--word-score", "0", "1"]) == 0
+    grid = json.loads((tmp_path / "lex_dev" / "lm_grid.json").read_text())
+    assert len(grid["grid"]) == 4 and grid["best"]["wer"] == min(g["wer"] for g in grid["grid"])
+    assert decode_seq2seq.main(lex + noisy + ["--seed", "0", "--out", str(tmp_path / "lex_test"), "--tuned-from",
+                                              str(tmp_path / "lex_dev")]) == 0
+    hyps = read_hyp(tmp_path / "lex_test" / "hyp")
+    assert set(hyps) == set(TEST) and {w for h in hyps.values() for w in h.split()} <= {"AB", "BA", "CAD", "DCB"}
+    info = json.loads((tmp_path / "lex_test" / "result.json").read_text())["info"]
+    assert info["decode"].startswith("CTC lexicon beam 50") and "tuned on lex_dev" in info["decode"]
+    assert info["noise"] == "babble 0 dB seed 0"
+    with pytest.raises(SystemExit, match="--ctc-weight applies to the attention"):
+        decode_seq2seq.main(lex + ["--ctc-weight", "0.5", "--out", str(tmp_path / "y")])
+
 
 def test_freezing_the_whole_run_is_rejected(tmp_path, tok):
     from speechkit.bin import finetune_av

@@ -156,3 +156,43 @@ def test_roi_mp4_error_on_real_faces(grid_dir, tmp_path):
         back = V.read_roi(V.write_roi(tmp_path / f"{clip.stem}.mp4", crop))
         errors.append(np.abs(back.astype(float) - crop).mean())
     assert 1.0 < min(errors) and max(errors) < 2.0, errors
+
+
+def _ffmpeg_gray(path):
+    """Every decoded frame through FFmpeg's own grey conversion (the reference of the fast luma path)."""
+    import av
+
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="gray") for f in c.decode(c.streams.video[0])])
+
+
+@pytest.mark.parametrize("fmt", ["yuv420p", "yuvj420p", "yuv444p"])
+def test_grey_frames_equal_ffmpegs_conversion(tmp_path, fmt):
+    import av
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / f"{fmt}.mp4"
+    with av.open(str(path), "w") as c:  # limited range (yuv420p) and full range (yuvj420p), 4:2:0 and 4:4:4
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 48, 32, fmt
+        for i in range(12):
+            img = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+            img[:8] = 0
+            img[8:16] = 255  # the ends of the range, where limited-range luma clips
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    V._luma_tables.clear()
+    fast = V.read_video(path, fps=None)
+    assert np.array_equal(fast, _ffmpeg_gray(path))
+    assert any(k[0] == fmt and t is not None for k, t in V._luma_tables.items())  # the table path, not the fallback
+
+
+def test_grey_frames_of_rois_and_real_clips_equal_ffmpegs(grid_dir, tmp_path):
+    yy, xx = np.mgrid[:48, :48]
+    frames = np.stack([(128 + 100 * np.sin((xx + i) / 5.0) * np.cos(yy / 7.0)).astype(np.uint8) for i in range(20)])
+    roi = V.write_roi(tmp_path / "r.mp4", frames)
+    assert np.array_equal(V.read_roi(roi), _ffmpeg_gray(roi))
+    clip = grid_dir / "bbaf2n.mpg"
+    assert np.array_equal(V.read_video(clip, fps=None), _ffmpeg_gray(clip))

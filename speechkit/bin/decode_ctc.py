@@ -33,7 +33,6 @@ decoding method (shown by make_results).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import pathlib
 import sys
@@ -83,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from speechkit.cli import load_model, pick_device
     from speechkit.downstream.ctc_decode import CTCDecoder, DecodeConfig, decode_batches
     from speechkit.downstream.tasks import audio_batches, read_info
+    from speechkit.downstream.word_grid import weight_grid, word_decode_grid
     from speechkit.log import progress
     from speechkit.text.tokenizer import load_tokenizer
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if vocab != tokenizer.vocab_size:
         raise SystemExit(f"{tok_dir}: tokenizer has {tokenizer.vocab_size} tokens but {args.model} was trained "
                          f"with {vocab}")
-    grid = _weight_grid(args)
+    grid = weight_grid(args)
     batches, n_batches, ds = audio_batches(args.data_dir, args.max_tokens)
 
     def log_prob_batches():
@@ -142,72 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         if lm is not None:
             facts["lm"] = f"{args.lm.name} x{grid[0][0]:g}"
     else:
-        hyps, facts["decode"] = _word_decode(args, tokenizer, source, grid, can_score)
+        hyps, facts["decode"] = word_decode_grid(args, tokenizer, source, grid, can_score)
     what = "forward %.1f s, search" % t_forward if cached is not None else "forward and search"
     logger.info("decoded %d utterances (%.1f s of audio): %s %.1f s (CPU %.1f s; %s) -> %s", len(hyps), audio_s,
                 what, time.perf_counter() - t1, time.process_time() - c1, facts["decode"], args.out / "hyp")
     return _finish(args, hyps, args.out, facts, can_score)
-
-
-def _weight_grid(args) -> list[tuple[float, float]]:
-    """(lm_weight, word_score) pairs to decode with, from the options or --tuned-from."""
-    if args.tuned_from is not None:
-        if args.lexicon is None:
-            raise SystemExit("--tuned-from applies to --lexicon decoding")
-        path = args.tuned_from / "lm_grid.json"
-        if not path.is_file():
-            raise SystemExit(f"--tuned-from: {path} not found (decode the tuning set with a grid first)")
-        best = json.loads(path.read_text(encoding="utf-8"))["best"]
-        return [(float(best["lm_weight"]), float(best["word_score"]))]
-    weights = args.lm_weight or ([1.0] if args.lexicon is not None and args.lm is not None else [0.0])
-    if args.lexicon is None and (len(weights) > 1 or len(args.word_score) > 1 or args.word_score != [0.0]):
-        raise SystemExit("a grid of --lm-weight and --word-score needs --lexicon (word-level decoding)")
-    if args.lexicon is not None and args.lm is None and any(w != 0.0 for w in weights):
-        raise SystemExit("--lm-weight with --lexicon needs --lm (a word n-gram LM)")
-    return [(w, ws) for w in weights for ws in args.word_score]
-
-
-def _word_decode(args, tokenizer, source, grid, can_score) -> tuple[dict[str, str], str]:
-    """Lexicon + word LM decoding of the log-prob batches (a list when a grid reads them again); a grid is
-    scored and its best pair kept."""
-    from speechkit.downstream.word_decode import WordCTCDecoder, WordDecodeConfig
-    from speechkit.text.normalize import read_text_file
-    from speechkit.text.scoring import score_texts
-
-    if len(grid) > 1 and not can_score:
-        raise SystemExit(f"a grid of LM weights / word scores needs a reference text in {args.data_dir}")
-    beam = args.beam or 50
-    base = WordCTCDecoder(tokenizer, args.lexicon, args.lm, WordDecodeConfig(
-        beam=beam, beam_threshold=args.beam_threshold, lm_weight=grid[0][0], word_score=grid[0][1]))
-    refs = read_text_file(args.data_dir / "text") if len(grid) > 1 else {}
-    runs = []
-    for lm_weight, word_score in grid:
-        dec = base.with_weights(lm_weight, word_score)
-        hyps = {}
-        for utt_ids, lp, lens in source:
-            for utt, words in zip(utt_ids, dec(lp, lens)):
-                hyps[utt] = " ".join(words)
-        wer = None
-        if refs:
-            wer = score_texts(refs, hyps, allow_missing=True).total.err_rate
-            logger.info("lm_weight %g, word_score %g: WER %.2f", lm_weight, word_score, wer)
-        runs.append({"lm_weight": lm_weight, "word_score": word_score, "wer": wer, "hyps": hyps})
-    best = min(runs, key=lambda r: r["wer"]) if refs else runs[0]  # first of equals: grid order
-    if len(grid) > 1:
-        args.out.mkdir(parents=True, exist_ok=True)
-        record = {"lexicon": str(args.lexicon), "lm": str(args.lm), "beam": beam,
-                  "grid": [{k: r[k] for k in ("lm_weight", "word_score", "wer")} for r in runs],
-                  "best": {k: best[k] for k in ("lm_weight", "word_score", "wer")}}
-        tmp = args.out / "lm_grid.json.tmp"
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(args.out / "lm_grid.json")
-    lm_name = args.lm.name if args.lm is not None else "none"
-    how = f"lexicon beam {beam}, LM {lm_name} x{best['lm_weight']:g}, word score {best['word_score']:g}"
-    if len(grid) > 1:
-        how += f" (best of {len(grid)} on this set)"
-    elif args.tuned_from is not None:
-        how += f" (tuned on {args.tuned_from.name})"
-    return best["hyps"], how
 
 
 def _finish(args, hyps: dict[str, str], out: pathlib.Path, facts: dict, can_score: bool) -> int:

@@ -7,10 +7,18 @@ Usage:
     python -m speechkit.bin.decode_seq2seq --model ... --modalities video --out exp/avsr_base/decode_test_video
     # MUSAN-style noise at -5 dB
     python -m speechkit.bin.decode_seq2seq --model ... --noise-dir /corpora/musan/noise --snr -5 --seed 0 ...
+    # word-level decoding of the CTC head: LM weight and word score tuned on valid, applied to test
+    python -m speechkit.bin.decode_seq2seq --model M --data-dir data/valid --out exp/vsr/decode_valid_lm \
+        --lexicon data/lang_word/lexicon.txt --lm data/lang_word/lm3.arpa --lm-weight 0.5 1 2 --word-score -1 0 1
+    python -m speechkit.bin.decode_seq2seq --model M --data-dir data/test --out exp/vsr/decode_test_lm \
+        --lexicon data/lang_word/lexicon.txt --lm data/lang_word/lm3.arpa --tuned-from exp/vsr/decode_valid_lm
 
 Beam search with --beam (default 5) and --len-penalty (fairseq's lenpen, default 1.0); at most
 ``--max-len-a x frames + --max-len-b`` tokens; --ctc-weight w > 0 rescores with the model's CTC head (joint
-CTC/attention decoding; the model must have been trained with model.ctc_weight > 0). --modalities picks the
+CTC/attention decoding; the model must have been trained with model.ctc_weight > 0). --lexicon (with --lm, a
+word n-gram LM) decodes the CTC head alone at the word level instead, as speechkit.bin.decode_ctc does: a
+lexicon-constrained beam search, with --lm-weight / --word-score grids tuned on one set (lm_grid.json) and
+applied to another with --tuned-from. --modalities picks the
 input streams (default: the one the model was fine-tuned with); a stream left out is zero-filled by the
 encoder. Noise (--noise-dir folders and/or --babble, babble made from that data dir's speech) is added to
 every utterance at --snr dB, drawn from --seed: the same seed gives the same noisy test set. Writes into
@@ -37,11 +45,23 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", type=pathlib.Path, default=None, help="default: <model dir>/tokenizer")
     p.add_argument("--modalities", choices=["audio", "video", "audiovisual"], default=None,
                    help="input streams (default: the model's)")
-    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--beam", type=int, default=None, help="beam size (default 5; with --lexicon 50)")
     p.add_argument("--len-penalty", type=float, default=1.0)
     p.add_argument("--max-len-a", type=float, default=1.0, help="max tokens = a x encoder frames + b")
     p.add_argument("--max-len-b", type=int, default=0)
     p.add_argument("--ctc-weight", type=float, default=0.0, help="joint CTC/attention decoding weight")
+    p.add_argument("--lexicon", type=pathlib.Path, default=None,
+                   help="word-level decoding of the CTC head with this lexicon (speechkit.bin.train_word_lm) "
+                        "instead of the attention beam search")
+    p.add_argument("--lm", type=pathlib.Path, default=None, help="with --lexicon: a word n-gram LM (ARPA/KenLM)")
+    p.add_argument("--lm-weight", type=float, nargs="+", default=None,
+                   help="with --lexicon: LM weight(s); several values form a grid (default 1 with --lm)")
+    p.add_argument("--word-score", type=float, nargs="+", default=[0.0],
+                   help="with --lexicon: word insertion score(s); several values form a grid")
+    p.add_argument("--beam-threshold", type=float, default=25.0, help="--lexicon decoding: prune hypotheses "
+                   "this far below the best")
+    p.add_argument("--tuned-from", type=pathlib.Path, default=None,
+                   help="with --lexicon: take --lm-weight/--word-score from the best pair of DIR/lm_grid.json")
     p.add_argument("--noise-dir", action="append", default=[], help="folder of noise audio (repeatable)")
     p.add_argument("--babble", type=pathlib.Path, default=None, metavar="DATA_DIR",
                    help="babble noise made from this data dir's speech")
@@ -104,19 +124,23 @@ def main(argv: list[str] | None = None) -> int:
                                                 audio_features=feats)
     hyps: dict[str, str] = {}
     t0 = time.perf_counter()
-    for batch in progress(batches, "decode", total=n_batches, unit="batch"):
-        batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        results = model.decode(batch, beam=args.beam, len_penalty=args.len_penalty, max_len_a=args.max_len_a,
-                               max_len_b=args.max_len_b, ctc_weight=args.ctc_weight)
-        for utt, nbest in zip(batch["utt_ids"], results):
-            hyps[utt] = tokenizer.decode(nbest[0].tokens) if nbest else ""
+    if args.lexicon is not None:
+        hyps, how = _lexicon_decode(args, model, tokenizer, batches, n_batches, device)
+    else:
+        how = f"beam {args.beam or 5} lenpen {args.len_penalty:g}" + (f" ctc {args.ctc_weight:g}"
+                                                                      if args.ctc_weight > 0 else "")
+        for batch in progress(batches, "decode", total=n_batches, unit="batch"):
+            batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+            results = model.decode(batch, beam=args.beam or 5, len_penalty=args.len_penalty,
+                                   max_len_a=args.max_len_a, max_len_b=args.max_len_b, ctc_weight=args.ctc_weight)
+            for utt, nbest in zip(batch["utt_ids"], results):
+                hyps[utt] = tokenizer.decode(nbest[0].tokens) if nbest else ""
     elapsed = time.perf_counter() - t0
     write_hyp(args.out / "hyp", hyps)
     noise_desc = "clean" if noise is None else (
         "+".join([*(pathlib.Path(d).name for d in args.noise_dir), *(["babble"] if args.babble else [])])
         + f" {args.snr:g} dB seed {args.seed}")
-    facts = {"modalities": modalities, "noise": noise_desc, "decode": f"beam {args.beam} lenpen {args.len_penalty:g}"
-             + (f" ctc {args.ctc_weight:g}" if args.ctc_weight > 0 else "")}
+    facts = {"modalities": modalities, "noise": noise_desc, "decode": how}
     (args.out / "decode_info.json").write_text(json.dumps({**facts, "utterances": len(hyps),
                                                            "seconds": round(elapsed, 2)}, indent=2) + "\n")
     logger.info("decoded %d utterances in %.1f s (%s, %s) -> %s", len(hyps), elapsed, modalities, noise_desc,
@@ -144,6 +168,32 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None:
             score_argv += ["--info", f"{k}={v}"]
     return score.main(score_argv)
+
+
+def _lexicon_decode(args, model, tokenizer, batches, n_batches, device) -> tuple[dict[str, str], str]:
+    """Word-level decoding of the model's CTC head (lexicon + word LM, speechkit.downstream.word_grid)."""
+    import torch
+    import torch.nn.functional as F
+
+    from speechkit.downstream.word_grid import weight_grid, word_decode_grid
+    from speechkit.log import progress
+
+    if model.ctc_proj is None:
+        raise SystemExit(f"{args.model}: --lexicon decodes the CTC head, but this model was trained without one "
+                         "(model.ctc_weight = 0)")
+    if args.ctc_weight > 0:
+        raise SystemExit("--ctc-weight applies to the attention beam search, not to --lexicon decoding")
+    grid = weight_grid(args)
+    source = []
+    with torch.inference_mode():
+        for batch in progress(batches, "forward", total=n_batches, unit="batch"):
+            batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+            x, pad = model.encode(batch)
+            lp = F.log_softmax(model.ctc_proj(x).float(), dim=-1)
+            source.append((batch["utt_ids"], lp.cpu(), (~pad).sum(dim=1).cpu()))
+    can_score = not args.no_score and (args.data_dir / "text").is_file()
+    hyps, how = word_decode_grid(args, tokenizer, source, grid, can_score)
+    return hyps, "CTC " + how
 
 
 if __name__ == "__main__":

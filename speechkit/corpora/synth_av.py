@@ -370,76 +370,103 @@ class _Speaker:
             sentences.append(" ".join(self.grammar.sentence()))
 
 
-def _write_lrs3(root: Path, cfg: AVCorpusSize, speakers: list[_Speaker], test_speakers: list[_Speaker],
-                ids: random.Random) -> int:
+def _lrs3_speaker(job: tuple) -> tuple[int, dict[str, list[str]]]:
+    """One LRS3 speaker's clips (a process-pool job): (clips written, alignment lines per part)."""
     from speechkit.corpora.lrs3 import utt_id
     from speechkit.corpora.synth.speak import frame_labels
 
-    # phone alignments of the unsplit parts (trainval, test) under the ids the LRS3 prep gives them, one phone
-    # per 10 ms frame as the audio-only synthetic corpus writes them: label quality (PNMI) of AV units
+    root, cfg, sid, sp, index, test = job
     align: dict[str, list[str]] = {"trainval": [], "test": []}
+    if test:
+        parts = [("test", cfg.test_clips, 1)]
+    else:
+        parts = [("pretrain", cfg.pretrain_clips + (1 if index < cfg.long_clips else 0), 1),
+                 ("trainval", cfg.trainval_clips, 50001)]
     n = 0
-    spk_ids = [_youtube_id(ids) for _ in speakers]
-    test_ids = [_youtube_id(ids) for _ in test_speakers]
-    for i, (sid, sp) in enumerate(zip(spk_ids, speakers)):
-        for part, count, first in (("pretrain", cfg.pretrain_clips, 1), ("trainval", cfg.trainval_clips, 50001)):
-            for k in range(count + (1 if part == "pretrain" and i < cfg.long_clips else 0)):
-                if k == count:  # the long clip: sentences back to back with pauses, > 15 s
-                    c = sp.clip(4, min_duration=16.0)
-                else:
-                    c = sp.clip(int(sp.rng.integers(1, cfg.max_sentences + 1)) if part == "pretrain" else 1)
-                base = root / part / sid / f"{first + k:05d}"
-                base.parent.mkdir(parents=True, exist_ok=True)
-                write_av(base.with_suffix(".mp4"), c.video, c.audio, FPS, SAMPLE_RATE, preset="ultrafast")
-                base.with_suffix(".txt").write_text(lrs3_txt(c))
-                if part == "trainval":
-                    align[part].append(f"{utt_id(sid, part, base.name)} "
-                                       + " ".join(frame_labels(c.phones, len(c.audio), SAMPLE_RATE)))
-                n += 1
-    for sid, sp in zip(test_ids, test_speakers):
-        for k in range(cfg.test_clips):
-            c = sp.clip(1)
-            base = root / "test" / sid / f"{k + 1:05d}"
+    for part, count, first in parts:
+        for k in range(count):
+            if part == "pretrain" and k == cfg.pretrain_clips:  # the long clip: sentences with pauses, > 15 s
+                c = sp.clip(4, min_duration=16.0)
+            else:
+                c = sp.clip(int(sp.rng.integers(1, cfg.max_sentences + 1)) if part == "pretrain" else 1)
+            base = root / part / sid / f"{first + k:05d}"
             base.parent.mkdir(parents=True, exist_ok=True)
             write_av(base.with_suffix(".mp4"), c.video, c.audio, FPS, SAMPLE_RATE, preset="ultrafast")
             base.with_suffix(".txt").write_text(lrs3_txt(c))
-            align["test"].append(f"{utt_id(sid, 'test', base.name)} " + " ".join(frame_labels(c.phones, len(c.audio), SAMPLE_RATE)))
+            if part in align:
+                align[part].append(f"{utt_id(sid, part, base.name)} "
+                                   + " ".join(frame_labels(c.phones, len(c.audio), SAMPLE_RATE)))
             n += 1
+    return n, align
+
+
+def _write_lrs3(root: Path, cfg: AVCorpusSize, speakers: list[_Speaker], test_speakers: list[_Speaker],
+                ids: random.Random, nj: int = 1) -> int:
+    # phone alignments of the unsplit parts (trainval, test) under the ids the LRS3 prep gives them, one phone
+    # per 10 ms frame as the audio-only synthetic corpus writes them: label quality (PNMI) of AV units
+    spk_ids = [_youtube_id(ids) for _ in speakers]
+    test_ids = [_youtube_id(ids) for _ in test_speakers]
+    jobs = [(root, cfg, sid, sp, i, False) for i, (sid, sp) in enumerate(zip(spk_ids, speakers))]
+    jobs += [(root, cfg, sid, sp, i, True) for i, (sid, sp) in enumerate(zip(test_ids, test_speakers))]
+    n = 0
+    align: dict[str, list[str]] = {"trainval": [], "test": []}
+    for count, lines in _run_jobs(_lrs3_speaker, jobs, nj):
+        n += count
+        for part in align:
+            align[part] += lines[part]
     (root / "alignments").mkdir(parents=True, exist_ok=True)
     for part, lines in align.items():
         (root / "alignments" / f"{part}.phones").write_text("".join(f"{ln}\n" for ln in lines))
     return n
 
 
-def _write_voxceleb2(root: Path, cfg: AVCorpusSize, speakers: list[_Speaker], test_speakers: list[_Speaker],
-                     ids: random.Random) -> int:
+def _vox_speaker(job: tuple) -> int:
+    """One VoxCeleb2 speaker's videos (a process-pool job): clips written."""
+    root, cfg, sub, spk, sp, yts = job
     n = 0
-    numbers = ids.sample(range(10, 9999), len(speakers) + len(test_speakers))
-    for sub, group, nums in (("dev", speakers, numbers[:len(speakers)]), ("test", test_speakers, numbers[len(speakers):])):
-        for num, sp in zip(nums, group):
-            spk = f"id{num:05d}"
-            clip_no = 1
-            for _ in range(cfg.vox_videos):
-                yt = _youtube_id(ids)
-                for _ in range(cfg.vox_clips):
-                    c = sp.clip(int(sp.rng.integers(1, cfg.max_sentences + 1)))
-                    rel = Path(spk) / yt / f"{clip_no:05d}"
-                    write_av((root / sub / "mp4" / rel).with_suffix(".mp4"), c.video, c.audio, FPS, SAMPLE_RATE,
-                             preset="ultrafast")
-                    write_av((root / sub / "aac" / rel).with_suffix(".m4a"), audio=c.audio, sample_rate=SAMPLE_RATE)
-                    clip_no += 1
-                    n += 1
+    for yt in yts:
+        for _ in range(cfg.vox_clips):
+            c = sp.clip(int(sp.rng.integers(1, cfg.max_sentences + 1)))
+            rel = Path(spk) / yt / f"{n + 1:05d}"
+            write_av((root / sub / "mp4" / rel).with_suffix(".mp4"), c.video, c.audio, FPS, SAMPLE_RATE,
+                     preset="ultrafast")
+            write_av((root / sub / "aac" / rel).with_suffix(".m4a"), audio=c.audio, sample_rate=SAMPLE_RATE)
+            n += 1
     return n
 
 
+def _write_voxceleb2(root: Path, cfg: AVCorpusSize, speakers: list[_Speaker], test_speakers: list[_Speaker],
+                     ids: random.Random, nj: int = 1) -> int:
+    numbers = ids.sample(range(10, 9999), len(speakers) + len(test_speakers))
+    jobs = []
+    for sub, group, nums in (("dev", speakers, numbers[:len(speakers)]), ("test", test_speakers, numbers[len(speakers):])):
+        for num, sp in zip(nums, group):
+            jobs.append((root, cfg, sub, f"id{num:05d}", sp, [_youtube_id(ids) for _ in range(cfg.vox_videos)]))
+    return sum(_run_jobs(_vox_speaker, jobs, nj))
+
+
+def _run_jobs(fn, jobs: list, nj: int) -> list:
+    """``[fn(job) for job in jobs]``, each job in a fresh process (``nj`` at a time). espeak-ng keeps global
+    state across calls (see speechkit.corpora.synth.espeak), so a speaker's audio is bit-reproducible only
+    from a fresh engine: one process per speaker makes the files independent of ``nj`` and of what the
+    calling process synthesized before."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=max(1, min(nj, len(jobs))), mp_context=mp.get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        return list(pool.map(fn, jobs))
+
+
 def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed: int = 0,
-                         image_size: int = 160) -> Path:
+                         image_size: int = 160, nj: int = 1) -> Path:
     """Write ``out_dir/lrs3`` (``layout="lrs3"``) or ``out_dir/voxceleb2`` (``"voxceleb2"``); returns it.
 
     The LRS3 layout also gets ``out_dir/lrs3_alignments/{trainval,test}.phones``: one phone per 10 ms frame
     of each unsplit clip, under the utterance ids ``prepare_lrs3`` gives it (for label-quality scoring).
 
-    Cached: a finished corpus with the same parameters (stamp file) is not written again.
+    Cached: a finished corpus with the same parameters (stamp file) is not written again. ``nj`` processes
+    write speakers side by side; the files are the same for any ``nj``.
     """
     import json
     import shutil
@@ -450,7 +477,7 @@ def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed
         raise ValueError(f"size must be one of {sorted(AV_SIZES)}, got {size!r}")
     cfg = AV_SIZES[size]
     root = Path(out_dir) / layout
-    stamp = {"layout": layout, "size": size, "seed": seed, "image_size": image_size, "version": 2}
+    stamp = {"layout": layout, "size": size, "seed": seed, "image_size": image_size, "version": 3}
     stamp_path = root / ".synth_av.json"
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
         log.info("%s: synthetic %s corpus already complete (%s)", root, layout, stamp_path)
@@ -463,7 +490,7 @@ def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed
     sps = [_Speaker(i, voices[i], styles[i], seed, image_size) for i in range(n_total)]
     ids = random.Random(f"synth-av-ids-{seed}-{layout}")
     writer = _write_lrs3 if layout == "lrs3" else _write_voxceleb2
-    n = writer(tmp, cfg, sps[:cfg.speakers], sps[cfg.speakers:], ids)
+    n = writer(tmp, cfg, sps[:cfg.speakers], sps[cfg.speakers:], ids, nj)
     shutil.rmtree(root, ignore_errors=True)
     if (tmp / "alignments").is_dir():  # beside the corpus, which keeps the official layout exactly
         align_dir = Path(out_dir) / f"{layout}_alignments"

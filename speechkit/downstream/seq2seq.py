@@ -34,6 +34,7 @@ model has a CTC head and ``ctc_weight > 0``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -298,11 +299,41 @@ class Seq2SeqModel(nn.Module):
             self.train(was_training)
 
 
+def override_encoder(where: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``where`` with the AV encoder's transformer settings replaced (fairseq's ``w2v_args`` overrides at
+    fine-tuning: dropout, attention_dropout, activation_dropout, layerdrop, mask_prob, mask_length,
+    feature_grad_mult (0 freezes the frontends), ...). The new values become part of the fine-tuned model's
+    config, so the checkpoint rebuilds with them."""
+    import copy
+
+    from speechkit.models.encoder import EncoderConfig
+
+    if where["kind"] != "av":
+        raise ValueError("model.encoder_overrides applies to AV encoders (AV-HuBERT) only")
+    known = {f.name for f in dataclasses.fields(EncoderConfig)} - {"conv_layers", "extractor_mode", "conv_bias",
+                                                                  "embed_dim", "num_layers", "num_heads", "ffn_dim",
+                                                                  "layer_norm_first", "pos_conv_kernel",
+                                                                  "pos_conv_groups"}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ValueError(f"model.encoder_overrides.{bad[0]}: not an encoder setting that fine-tuning may change; "
+                         f"expected one of {sorted(known)}")
+    where = copy.deepcopy(where)
+    enc = where["upstream"].setdefault("encoder", {})
+    if isinstance(enc, EncoderConfig):
+        enc = where["upstream"]["encoder"] = dataclasses.asdict(enc)
+    enc.update(overrides)
+    return where
+
+
 def build_seq2seq_model(vocab_size: int, init: nn.Module, *, from_scratch: bool = False,
-                        **head: Any) -> Seq2SeqModel:
+                        encoder_overrides: dict[str, Any] | None = None, **head: Any) -> Seq2SeqModel:
     """A :class:`Seq2SeqModel` on the encoder of ``init`` (a pre-trained model: AV-HuBERT or an audio SSL model),
-    its weights copied unless ``from_scratch`` (then re-initialised, and nothing is frozen)."""
+    its weights copied unless ``from_scratch`` (then re-initialised, and nothing is frozen);
+    ``encoder_overrides`` changes the encoder's regularisation and masking (:func:`override_encoder`)."""
     where = locate_encoder(init)
+    if encoder_overrides:
+        where = override_encoder(where, encoder_overrides)
     if from_scratch:
         head = {**head, "freeze_finetune_updates": 0}
     cfg = Seq2SeqConfig(encoder=where, vocab_size=vocab_size, **head)

@@ -4,8 +4,8 @@
 #   1  make the synthetic AV corpora (corpus/lrs3, corpus/voxceleb2 when in --corpora)
 #   2  LRS3 prep: pretrain (long clips split at word gaps), trainval, valid, train_30h, train_433h, test
 #   3  VoxCeleb2 prep: dev/test from the mp4 variant (video_src.scp) and from the aac variant (audio only)
-#   4  mouth ROIs (96x96 gray, 25 fps) for the LRS3 sets used below (train_433h, train_30h, valid, test)
-#      -> data/lrs3/<set>/{video.scp,utt2num_frames}
+#   4  mouth ROIs ($roi_size x $roi_size gray, 25 fps) for the LRS3 sets used below (train_433h, valid, test; train_30h,
+#      a part of train_433h, takes its ROIs from there) -> data/lrs3/<set>/{video.scp,utt2num_frames}
 #   5  mouth ROIs for VoxCeleb2 dev/test
 #   6  sentencepiece unit model on the LRS3 train_433h text
 #   7  GRID clips (../../../../shared/fixtures/grid when present): data dir + mouth ROIs + contact sheet
@@ -16,10 +16,12 @@
 #  12  units of iteration 1 (the AV units): layer-$layer features (--modalities audiovisual, 25 Hz), k-means (K=$iter2_k),
 #      labels, and their label quality (PNMI) next to the MFCC units
 #  13  AV-HuBERT iteration 2 on those 25 Hz units (only with --iters 2)
-#  14  character tokenizer for the train_30h transcripts
-#  15  fine-tuning of the last AV-HuBERT: VSR (video), ASR (audio), AVSR (audio+video; ASR and AVSR with noise
-#      augmentation), and the from-scratch VSR baseline (same architecture, data and updates)
-#  16  decode test: VSR on video; ASR and AVSR on clean audio and with babble / noise at $snrs dB (fixed seed)
+#  14  character tokenizer for the train_30h transcripts; word lexicon + $lm_order-gram LM of the train_433h text
+#  15  fine-tuning of the last AV-HuBERT (attention decoder + CTC head): VSR (video), ASR (audio), AVSR
+#      (audio+video; ASR and AVSR with noise augmentation), and the from-scratch VSR baseline (same architecture,
+#      data and updates)
+#  16  decode: the CTC head at the word level (lexicon + word LM), LM weight and word score tuned on valid;
+#      test: VSR on video; ASR and AVSR on clean audio and with babble / noise at $snrs dB (fixed seed)
 #  17  RESULTS.md
 # Usage: ./run.sh [--stage N] [--stop-stage M] [--size tiny|default] [--corpora "lrs3 voxceleb2"] [--iters 1|2]
 #        [--config conf/tiny.sh] ...
@@ -29,10 +31,11 @@ stage=1
 stop_stage=100
 size=default            # synthetic AV corpus size: tiny (tests, seconds) or default (~40 min of video)
 seed=0
-nj=2                    # parallel jobs (audio extraction, ROI extraction)
+nj=2                    # parallel jobs (corpus synthesis, audio extraction, ROI extraction, decoding)
 threads_per_job=""      # threads of each of the $nj jobs; "": cores / nj (utils/threads.sh)
 cores=""                # cores this recipe may use; "": nproc
 detect_every=5          # face detector every k-th frame, tracked in between
+roi_size=48             # mouth ROI side in pixels (LRS3 recipe: 96); the configs crop 44 (LRS3: 88)
 vocab_size=1000         # unit model size (lowered automatically for tiny text)
 grid_dir=../../../../shared/fixtures/grid
 corpora="lrs3 voxceleb2"  # synthetic corpora to make; stages 3 and 5 need voxceleb2 (make demo-av: lrs3 only)
@@ -44,10 +47,14 @@ pretrain1_config=conf/pretrain_avhubert_iter1.yaml
 pretrain2_config=conf/pretrain_avhubert_iter2.yaml
 pretrain_opts=""        # extra options for speechkit.bin.pretrain (e.g. "--set trainer.max_updates=20")
 finetune_opts=""        # extra options for every fine-tuning run
+ft_set=train_433h       # labeled set of the fine-tunings: train_433h (every transcribed clip) or train_30h
 scratch_lr=2.0e-3       # peak lr of the from-scratch VSR baseline
 snrs="0 -5"             # SNRs (dB) of the noisy test conditions
 babble_speakers=8       # voices per babble clip of the noisy tests (the anchor: 30), from train_30h speech
-decode_opts="--beam 5"
+lm_order=3              # word n-gram LM of the train_433h transcripts (stage 14)
+lm_weights="0 0.5 1 2"  # LM weight / word score grid, tuned on valid (stage 16)
+word_scores="-1 0 1"
+decode_opts=""          # extra options for every decode (speechkit.bin.decode_seq2seq)
 ft_noise_opts="--noise-dir corpus/noise --babble data/lrs3/train_30h"  # training noise of ASR and AVSR
 help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 
@@ -58,9 +65,9 @@ help_message="Usage: $0 [options]   (stages are listed at the top of this file)"
 
 . utils/stage_log.sh
 
-# the sets later stages read (pre-training, fine-tuning, validation, test); LRS3's own pretrain and trainval
-# parts are inside train_433h / train_30h / valid, so their ROIs would be extracted twice
-lrs3_sets="train_433h train_30h valid test"
+# the sets later stages read (pre-training, validation, test); LRS3's own pretrain and trainval parts, and
+# train_30h, are inside train_433h / valid, so their ROIs would be extracted twice
+lrs3_sets="train_433h valid test"
 vox=false; case " $corpora " in *" voxceleb2 "*) vox=true ;; esac
 km1=mfcc${mfcc_k}
 km2=av1_l${layer}_${iter2_k}
@@ -69,7 +76,7 @@ d=data/lrs3
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   begin 1 "synthetic AV corpora (size=$size)"
-  python -m speechkit.bin.make_synth_av_corpus corpus --layout $corpora --size $size --seed $seed
+  python -m speechkit.bin.make_synth_av_corpus corpus --layout $corpora --size $size --seed $seed --nj $nj
   took 1
 fi
 
@@ -98,9 +105,16 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   for s in $lrs3_sets; do
     is_done data/lrs3/$s/.roi.done && continue
     python -m speechkit.bin.extract_mouth_roi data/lrs3/$s dump/roi/lrs3/$s --nj $nj --cmd "$cpu_cmd" \
-      --detect-every $detect_every --debug-dir exp/roi_debug/lrs3_$s
+      --detect-every $detect_every --size $roi_size --debug-dir exp/roi_debug/lrs3_$s
     touch data/lrs3/$s/.roi.done
   done
+  if ! is_done $d/train_30h/.roi.done; then  # train_30h's ROIs: its rows of train_433h's ROI tables
+    rm -rf $d/.train_30h_roi
+    utils/subset_data_dir.sh --utt-list $d/train_30h/utt2spk $d/train_433h $d/.train_30h_roi
+    for f in video.scp utt2num_frames utt2roi; do cp $d/.train_30h_roi/$f $d/train_30h/$f; done
+    rm -rf $d/.train_30h_roi
+    touch $d/train_30h/.roi.done
+  fi
   took 4
 fi
 
@@ -109,7 +123,7 @@ if $vox && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   for s in dev test; do
     is_done data/vox2/$s/.roi.done && continue
     python -m speechkit.bin.extract_mouth_roi data/vox2/$s dump/roi/vox2/$s --nj $nj --cmd "$cpu_cmd" \
-      --detect-every $detect_every --debug-dir exp/roi_debug/vox2_$s
+      --detect-every $detect_every --size $roi_size --debug-dir exp/roi_debug/vox2_$s
     touch data/vox2/$s/.roi.done
   done
   took 5
@@ -127,7 +141,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   if [ -d "$grid_dir" ]; then
     python -m speechkit.bin.prepare_video_folder $grid_dir data/grid --text $grid_dir/text --audio-dir dump/audio/grid
     python -m speechkit.bin.extract_mouth_roi data/grid dump/roi/grid --nj $nj --cmd "$cpu_cmd" \
-      --detect-every $detect_every --debug-dir exp/roi_debug/grid
+      --detect-every $detect_every --size $roi_size --debug-dir exp/roi_debug/grid
   else
     log "  $grid_dir not found; skipping"
   fi
@@ -218,9 +232,11 @@ if [ $iters -ge 2 ] && [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
 fi
 
 if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
-  begin 14 "character tokenizer (train_30h text)"
+  begin 14 "character tokenizer (train_30h text); lexicon + $lm_order-gram word LM (train_433h text)"
   [ -f data/token_char/tokens.txt ] || python -m speechkit.bin.train_tokenizer --text $d/train_30h/text \
     --out data/token_char --type char
+  [ -f data/lang_word/lm$lm_order.arpa ] || python -m speechkit.bin.train_word_lm --text $d/train_433h/text \
+    --tokenizer data/token_char --order $lm_order --out data/lang_word --dev-text $d/valid/text
   took 14
 fi
 
@@ -234,11 +250,11 @@ if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
     is_done exp/$x/.done && continue
     opt=""; conf=conf/finetune_${x%_scratch}.yaml
     case $x in
-      vsr_scratch) opt="--from-scratch --set optim.lr=$scratch_lr" ;;
+      vsr_scratch) opt="--from-scratch --set optim.lr=$scratch_lr --set model.encoder_overrides.feature_grad_mult=1.0" ;;
       asr|avsr) opt="$ft_noise_opts" ;;  # noise augmentation, as the anchor's AVSR (ASR too: a fair comparison)
     esac
     nthreads $train_threads python -m speechkit.bin.finetune_av --config $conf --init $upstream/checkpoint_last.pt $opt \
-      --tokenizer data/token_char --train-data $d/train_30h --valid-data $d/valid --exp-dir exp/$x --resume auto \
+      --tokenizer data/token_char --train-data $d/$ft_set --valid-data $d/valid --exp-dir exp/$x --resume auto \
       $finetune_opts
     touch exp/$x/.done
   done
@@ -246,13 +262,20 @@ if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
 fi
 
 if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
-  begin 16 "decode test: clean, babble and noise at SNR $snrs dB (seed $seed)"
+  begin 16 "decode (CTC head, lexicon + word LM): valid to tune, test clean and with babble / noise at SNR $snrs dB"
   # $nj decodes side by side, $threads_per_job threads each; .done marks each finished one for a re-run
-  decode_one() {  # decode_one MODEL CONDITION NOISE-OPTIONS...
-    local x=$1 c=$2; shift 2
+  lm="--lexicon data/lang_word/lexicon.txt --lm data/lang_word/lm$lm_order.arpa"
+  decode_one() {  # decode_one MODEL SET CONDITION OPTIONS...
+    local x=$1 set=$2 c=$3; shift 3
     nthreads $threads_per_job python -m speechkit.bin.decode_seq2seq --model exp/$x/checkpoint_best.pt \
-      --data-dir $d/test --out exp/$x/decode_test_$c "$@" $decode_opts > exp/$x/decode_test_$c.log 2>&1
+      --data-dir $d/$set --out exp/$x/decode_${set}_$c $lm "$@" $decode_opts > exp/$x/decode_${set}_$c.log 2>&1
   }
+  for x in $ft_models; do  # LM weight and word score for each model on clean valid
+    [ -f exp/$x/decode_valid_clean/.done ] && continue
+    side_by_side $nj exp/$x/decode_valid_clean/.done decode_one $x valid clean --lm-weight $lm_weights \
+      --word-score $word_scores
+  done
+  wait_side_by_side
   for x in $ft_models; do
     conds="clean"
     [ $(ft_modalities $x) = video ] || for snr in $snrs; do conds="$conds babble_$snr noise_$snr"; done
@@ -264,7 +287,7 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
         babble_*) noise="--babble $d/train_30h --babble-speakers $babble_speakers --snr ${c#babble_} --seed $seed" ;;
         noise_*) noise="--noise-dir corpus/noise --snr ${c#noise_} --seed $seed" ;;
       esac
-      side_by_side $nj $out/.done decode_one $x $c $noise
+      side_by_side $nj $out/.done decode_one $x test $c --tuned-from exp/$x/decode_valid_clean $noise
     done
   done
   wait_side_by_side
