@@ -89,3 +89,25 @@ def test_modalities_needs_an_av_checkpoint(tmp_path):
     with pytest.raises(SystemExit, match="audio-visual"):
         dump_main(["--checkpoint", str(path), "--layer", "1", "--modalities", "video", "--data-dir", str(data),
                    "--out", str(tmp_path / "o")])
+
+
+def test_rois_are_cropped_to_the_size_the_model_was_trained_on(tmp_path, av_checkpoint):
+    """A model trained on 44x44 crops of 48x48 ROIs (the mini AV recipe) gets centre crops of 44, not 88."""
+    _, model = av_checkpoint
+    ckpt = tmp_path / "av44.pt"
+    torch.save({"model": model.state_dict(), "model_config": model.model_config(),
+                "train_config": {"model": {"arch": "avhubert", "av_data": {"crop_size": 44}}}}, ckpt)
+    data = write_av_data(tmp_path, frames=(6, 5))
+    for line in (data / "video.scp").read_text().splitlines():  # 48x48 ROIs
+        path = line.split()[1]
+        with np.load(path) as z:
+            np.savez_compressed(path, frames=z["frames"][:, 24:72, 24:72])
+    out = tmp_path / "dump"
+    assert dump_main(["--checkpoint", str(ckpt), "--layer", "1", "--modalities", "video", "--data-dir", str(data),
+                      "--out", str(out)]) == 0
+    with np.load(tmp_path / "media" / "spk1-utt1.npz") as z:
+        rois = eval_transform(z["frames"], 44)
+    with torch.no_grad():
+        hs, _ = model.extract_features(None, torch.from_numpy(np.ascontiguousarray(rois))[None, None],
+                                       torch.tensor([5]), layer=1)
+    np.testing.assert_allclose(dict(read_scp(out / "feats.scp"))["spk1-utt1"], hs[1][0].numpy(), rtol=1e-4, atol=1e-4)

@@ -2,7 +2,7 @@
 
 Per utterance of a data dir with ``wav.scp`` and ``video.scp`` (mouth ROIs, speechkit.features.roi_extract):
 the audio becomes AV-HuBERT's 104-d stacked filterbank fitted to the video's frame count
-(speechkit.features.av_audio), the ROIs are centre-cropped and normalised (roi_transforms.eval_transform),
+(speechkit.features.av_audio), the ROIs are centre-cropped (to the crop size the model was trained on) and normalised (roi_transforms.eval_transform),
 and ``modalities`` picks what the model sees: ``audiovisual`` (both), ``audio`` or ``video`` (the other
 stream zero-filled, as in fine-tuning). Output frames are the model's, 25 Hz, one per video frame, so the
 k-means units of a later iteration are 25 Hz labels (``label_rate: 25``).
@@ -57,6 +57,7 @@ class AVLayerFeatures:
         self.modalities = modalities
         self.dim = cfg.encoder.embed_dim
         self.max_batch_frames = max_batch_frames
+        self.crop_size = trained_crop_size(checkpoint)
 
     @property
     def needs_audio(self) -> bool:
@@ -116,10 +117,20 @@ def load_av_item(utt: str, extractor: AVLayerFeatures, reader: AudioReader | Non
     return audio, video
 
 
+def trained_crop_size(checkpoint: str | os.PathLike) -> int:
+    """The ROI crop side the checkpoint was trained on (its train config's ``model.av_data.crop_size``), else
+    the AV-HuBERT default (88): features are extracted from centre crops of that size."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    av = ((state.get("train_config") or {}).get("model") or {}).get("av_data") or {}
+    return int(av.get("crop_size", CROP_SIZE))
+
+
 def dump_av_job(data_dir: str | os.PathLike, extractor: AVLayerFeatures, out_dir: str | os.PathLike, job: int = 1,
                 nj: int = 1, portion: float | None = None, seed: int = 0, sample_rate: int = 16000,
-                batch_frames: int = 25 * 60, crop: int = CROP_SIZE) -> int:
-    """Write this job's ``feats.<job>.{ark,scp}`` and ``utt2num_frames.<job>``; returns utterances written."""
+                batch_frames: int = 25 * 60, crop: int | None = None) -> int:
+    """Write this job's ``feats.<job>.{ark,scp}`` and ``utt2num_frames.<job>``; returns utterances written.
+    ``crop``: the centre-crop side (default: the one the checkpoint was trained on)."""
+    crop = crop or getattr(extractor, "crop_size", CROP_SIZE)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = DataDir.load(data_dir)
