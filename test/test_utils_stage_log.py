@@ -42,3 +42,31 @@ echo not reached
     assert "not reached" not in res.stdout
     assert "ERROR: failed: bad (" in res.stderr and "good" not in res.stderr.split("failed:")[1]
     assert (tmp_path / "good/.done").is_file() and not (tmp_path / "bad/.done").exists()
+
+
+def test_the_next_run_starts_when_any_one_ends(tmp_path):
+    """A pool of 2: a short run's slot goes to the third run while the long first one is still running (the
+    third creates the file the first waits for, so a group-of-2 scheduler would never finish)."""
+    res = _run(tmp_path, """
+mkdir -p a b c
+side_by_side 2 a/.done bash -c 'for i in $(seq 200); do [ -f c/started ] && exit 0; sleep 0.05; done; exit 1'
+side_by_side 2 b/.done true
+side_by_side 2 c/.done bash -c 'touch c/started'
+wait_side_by_side
+echo ok
+""")
+    assert res.returncode == 0, res.stderr
+    assert all((tmp_path / d / ".done").is_file() for d in "abc")
+
+
+def test_no_new_run_starts_after_a_failure(tmp_path):
+    res = _run(tmp_path, """
+mkdir -p a b c
+side_by_side 2 a/.done false
+side_by_side 2 b/.done bash -c 'sleep 0.3'
+side_by_side 2 c/.done true
+echo not reached
+""")
+    assert res.returncode == 1 and "not reached" not in res.stdout
+    assert "ERROR: failed: a (" in res.stderr
+    assert (tmp_path / "b/.done").is_file() and not (tmp_path / "c/.done").exists()
