@@ -169,9 +169,10 @@ def test_encoder_overrides_change_regularisation_and_survive_a_reload():
     torch.manual_seed(0)
     init = build_model({"arch": "avhubert", "preset": "tiny"})
     m = build_seq2seq_model(6, init, decoder={"preset": "tiny"}, modalities="video", ctc_weight=0.5,
-                            encoder_overrides={"dropout": 0.3, "mask_prob": 0.25, "feature_grad_mult": 0.0})
+                            encoder_overrides={"dropout": 0.3, "mask_prob": 0.25, "feature_grad_mult": 0.0,
+                                               "modality_dropout": 0.0})
     enc = m.encoder.w2v_model
-    assert enc.cfg.encoder.dropout == 0.3 and enc.cfg.encoder.mask_prob == 0.25
+    assert enc.cfg.encoder.dropout == 0.3 and enc.cfg.encoder.mask_prob == 0.25 and enc.cfg.modality_dropout == 0.0
     assert any(isinstance(x, torch.nn.Dropout) and x.p == 0.3 for x in enc.encoder.modules())
     assert all(torch.equal(v, init.avhubert.state_dict()[k]) for k, v in enc.state_dict().items())
     assert init.avhubert.cfg.encoder.dropout != 0.3  # the pre-trained model is not touched

@@ -302,7 +302,8 @@ class Seq2SeqModel(nn.Module):
 def override_encoder(where: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``where`` with the AV encoder's transformer settings replaced (fairseq's ``w2v_args`` overrides at
     fine-tuning: dropout, attention_dropout, activation_dropout, layerdrop, mask_prob, mask_length,
-    feature_grad_mult (0 freezes the frontends), ...). The new values become part of the fine-tuned model's
+    feature_grad_mult (0 freezes the frontends), ...; and the AV model's modality_dropout / audio_dropout, which
+    AVSR fine-tuning applies when both streams are given). The new values become part of the fine-tuned model's
     config, so the checkpoint rebuilds with them."""
     import copy
 
@@ -314,15 +315,17 @@ def override_encoder(where: dict[str, Any], overrides: dict[str, Any]) -> dict[s
                                                                   "embed_dim", "num_layers", "num_heads", "ffn_dim",
                                                                   "layer_norm_first", "pos_conv_kernel",
                                                                   "pos_conv_groups"}
-    bad = sorted(set(overrides) - known)
+    top = {"modality_dropout", "audio_dropout", "mask_prob_video", "mask_length_video"}  # AVHubertConfig fields
+    bad = sorted(set(overrides) - known - top)
     if bad:
         raise ValueError(f"model.encoder_overrides.{bad[0]}: not an encoder setting that fine-tuning may change; "
-                         f"expected one of {sorted(known)}")
+                         f"expected one of {sorted(known | top)}")
     where = copy.deepcopy(where)
     enc = where["upstream"].setdefault("encoder", {})
     if isinstance(enc, EncoderConfig):
         enc = where["upstream"]["encoder"] = dataclasses.asdict(enc)
-    enc.update(overrides)
+    for k, v in overrides.items():
+        (where["upstream"] if k in top else enc)[k] = v
     return where
 
 
