@@ -190,3 +190,22 @@ def test_encoder_overrides_change_regularisation_and_survive_a_reload():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.encoder.parameters())
     with pytest.raises(ValueError, match="encoder_overrides.embed_dim"):
         build_seq2seq_model(6, init, decoder={"preset": "tiny"}, encoder_overrides={"embed_dim": 32})
+
+
+def test_avsr_fine_tuning_applies_modality_dropout_only_when_asked(av_batch):
+    """The anchor fine-tunes AVSR without modality dropout (extract_finetune); model.modality_dropout opts in."""
+    for opt_in, want in ((False, False), (True, None)):
+        m = make_model("audiovisual", modality_dropout=opt_in)
+        seen = []
+        inner = m.encoder.w2v_model.forward
+
+        def spy(*a, **kw):
+            seen.append(kw["modality_dropout"])
+            return inner(*a, **kw)
+
+        m.encoder.w2v_model.forward = spy
+        m.train()
+        m(av_batch)
+        m.eval()
+        m.decode(av_batch, beam=1)
+        assert seen == [want, False], (opt_in, seen)

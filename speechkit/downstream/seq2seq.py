@@ -60,7 +60,8 @@ class EncoderAdapter(nn.Module):
     kind = ""
     output_dim: int
 
-    def forward(self, batch: dict[str, Any], modalities: str, mask: bool = False) -> tuple[Tensor, Tensor]:
+    def forward(self, batch: dict[str, Any], modalities: str, mask: bool = False,
+                modality_dropout: bool = False) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
 
@@ -72,7 +73,8 @@ class AVEncoderAdapter(EncoderAdapter):
         self.w2v_model = module
         self.output_dim = output_dim
 
-    def forward(self, batch: dict[str, Any], modalities: str, mask: bool = False) -> tuple[Tensor, Tensor]:
+    def forward(self, batch: dict[str, Any], modalities: str, mask: bool = False,
+                modality_dropout: bool = False) -> tuple[Tensor, Tensor]:
         if modalities not in MODALITIES:
             raise ValueError(f"modalities must be one of {MODALITIES}, got {modalities!r}")
         audio = batch.get("audio_feats") if modalities != "video" else None
@@ -82,8 +84,9 @@ class AVEncoderAdapter(EncoderAdapter):
             raise ValueError(f"modalities={modalities!r} but the batch has no audio_feats (utterances {utts})")
         if modalities in ("video", "audiovisual") and video is None:
             raise ValueError(f"modalities={modalities!r} but the batch has no video (utterances {utts})")
-        # modality dropout only makes sense when both streams are there (AVSR fine-tuning)
-        md = None if modalities == "audiovisual" else False
+        # modality dropout only makes sense when both streams are there (AVSR fine-tuning), and only when asked
+        # for: the anchor fine-tunes without it (AV-HuBERT's extract_finetune)
+        md = None if modalities == "audiovisual" and modality_dropout else False
         out = self.w2v_model(audio, video, batch["lengths"], mask=mask, modality_dropout=md, utt_ids=utts)
         x = out.x
         pad = out.padding_mask
@@ -100,7 +103,8 @@ class WavEncoderAdapter(EncoderAdapter):
         self.w2v_model = module
         self.output_dim = output_dim
 
-    def forward(self, batch: dict[str, Any], modalities: str, mask: bool = False) -> tuple[Tensor, Tensor]:
+    def forward(self, batch: dict[str, Any], modalities: str, mask: bool = False,
+                modality_dropout: bool = False) -> tuple[Tensor, Tensor]:
         if modalities != "audio":
             raise ValueError(f"an audio SSL encoder takes modalities='audio' only, got {modalities!r}")
         if "wav" not in batch:
@@ -161,6 +165,7 @@ class Seq2SeqConfig:
     ctc_weight: float = 0.0  # > 0: a CTC head on the encoder, trained jointly
     freeze_finetune_updates: int = 0
     apply_mask: bool = False  # the anchor fine-tunes without encoder masking (apply_mask: false)
+    modality_dropout: bool = False  # AVSR: the pre-trained model's modality dropout in training (not in the anchor)
     final_dropout: float = 0.0  # on the encoder output, before the decoder and the CTC head
     arch: str = "seq2seq"
 
@@ -227,7 +232,8 @@ class Seq2SeqModel(nn.Module):
         frozen = self.training and self.encoder_frozen
         ctx = torch.no_grad() if frozen else contextlib.nullcontext()
         with ctx:
-            x, pad = self.encoder(batch, self.config.modalities, mask=self.training and self.config.apply_mask)
+            x, pad = self.encoder(batch, self.config.modalities, mask=self.training and self.config.apply_mask,
+                                  modality_dropout=self.training and self.config.modality_dropout)
         return self.final_dropout(x), pad
 
     def forward(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float], int]:

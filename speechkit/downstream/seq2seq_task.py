@@ -10,6 +10,7 @@
       ctc_weight: 0.0                # > 0 adds the CTC head
       freeze_finetune_updates: 0     # encoder frozen for this many updates
       apply_mask: false
+      modality_dropout: false        # AVSR: apply the pre-trained model's modality dropout (the anchor does not)
       final_dropout: 0.0
       encoder_overrides: {}          # AV encoders: e.g. {dropout: 0.1, mask_prob: 0.3, feature_grad_mult: 0.0}
       av_data:                       # AV encoders only (AVDataConfig)
@@ -123,7 +124,7 @@ def _split_model_section(sec: dict[str, Any], source: str) -> tuple[dict[str, An
         raise ConfigError(f"{source}: model.arch is {arch!r} but the task is 'seq2seq'")
     av = config_from_dict(AVDataConfig, dict(sec.pop("av_data", None) or {}), f"{source}: model.av_data")
     allowed = {"decoder", "modalities", "label_smoothing", "ctc_weight", "freeze_finetune_updates", "apply_mask",
-               "final_dropout", "encoder_overrides"}
+               "final_dropout", "encoder_overrides", "modality_dropout"}
     bad = sorted(set(sec) - allowed)
     if bad:
         raise ConfigError(f"{source}: model.{bad[0]}: not a seq2seq option; expected one of {sorted(allowed)} "

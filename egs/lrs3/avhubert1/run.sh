@@ -3,7 +3,7 @@
 # audio-visual ASR (AVSR) fine-tuning on the 30 h and 433 h label sets, decoding on clean and noisy audio,
 # scoring, RESULTS.md. See README.md for the published numbers and how to scale to your GPUs.
 #   1  LRS3 data dirs (pretrain, trainval, valid, train_30h, train_433h, test) from the official layout
-#   2  mouth ROIs (96x96 gray, 25 fps) for train_433h, train_30h, valid, test
+#   2  mouth ROIs (96x96 gray, 25 fps) for train_433h, valid, test; train_30h takes its rows of train_433h's
 #   3  MFCC (39-dim, 100 Hz) of train_433h and valid
 #   4  k-means on MFCC (K=$mfcc_k, on a $kmeans_portion portion) -> km.mfcc<K> (100 Hz) for train_433h, valid
 #   5  AV-HuBERT iteration 1 on the MFCC units (feature masking)
@@ -127,11 +127,15 @@ fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   begin 2 "mouth ROIs"
-  for s in $train train_30h $valid test; do
+  for s in $train $valid test; do
     is_done $d/$s/.roi.done && continue
     python -m speechkit.bin.extract_mouth_roi $d/$s dump/roi/$s --nj $nj --cmd "$cpu_cmd"
     touch $d/$s/.roi.done
   done
+  if ! is_done $d/train_30h/.roi.done; then  # train_30h (trainval minus valid) is part of train_433h
+    utils/take_rois.sh $d/$train $d/train_30h
+    touch $d/train_30h/.roi.done
+  fi
   took 2
 fi
 

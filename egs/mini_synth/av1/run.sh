@@ -109,10 +109,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
     touch data/lrs3/$s/.roi.done
   done
   if ! is_done $d/train_30h/.roi.done; then  # train_30h's ROIs: its rows of train_433h's ROI tables
-    rm -rf $d/.train_30h_roi
-    utils/subset_data_dir.sh --utt-list $d/train_30h/utt2spk $d/train_433h $d/.train_30h_roi
-    for f in video.scp utt2num_frames utt2roi; do cp $d/.train_30h_roi/$f $d/train_30h/$f; done
-    rm -rf $d/.train_30h_roi
+    utils/take_rois.sh $d/train_433h $d/train_30h
     touch $d/train_30h/.roi.done
   fi
   took 4
