@@ -94,3 +94,22 @@ def test_tiny_corpora_layouts(synth_av_root):  # noqa: F811
     before = (lrs3 / ".synth_av.json").stat().st_mtime_ns
     assert make_synth_av_corpus(synth_av_root, "lrs3", "tiny", seed=0) == lrs3
     assert (lrs3 / ".synth_av.json").stat().st_mtime_ns == before
+
+
+def test_files_do_not_depend_on_the_number_of_processes(synth_av_root, tmp_path):
+    """Each speaker is written in a fresh process (espeak-ng keeps state across calls), so --nj 2 writes
+    byte for byte what one process at a time writes, and what this process synthesized before does not
+    matter."""
+    import hashlib
+
+    from speechkit.corpora.synth import Voice, synthesize
+
+    synthesize("a word first", Voice(name="en-us", pitch=80))  # the calling process's engine now has state
+    make_synth_av_corpus(tmp_path, "lrs3", "tiny", seed=0, nj=2)
+
+    def digests(root):
+        return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert digests(tmp_path / "lrs3") == digests(synth_av_root / "lrs3")
+    assert digests(tmp_path / "lrs3_alignments") == digests(synth_av_root / "lrs3_alignments")

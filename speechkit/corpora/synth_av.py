@@ -451,11 +451,9 @@ def _run_jobs(fn, jobs: list, nj: int) -> list:
     from a fresh engine: one process per speaker makes the files independent of ``nj`` and of what the
     calling process synthesized before."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=max(1, min(nj, len(jobs))), mp_context=mp.get_context("spawn"),
-                             max_tasks_per_child=1) as pool:
-        return list(pool.map(fn, jobs))
+    with mp.get_context("spawn").Pool(max(1, min(nj, len(jobs))), maxtasksperchild=1) as pool:
+        return pool.map(fn, jobs, chunksize=1)
 
 
 def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed: int = 0,
