@@ -2,9 +2,9 @@
 
 Per utterance of a data dir with ``wav.scp`` and ``video.scp`` (mouth ROIs, speechkit.features.roi_extract):
 the audio becomes AV-HuBERT's 104-d stacked filterbank fitted to the video's frame count
-(speechkit.features.av_audio), the ROIs are centre-cropped (to the crop size the model was trained on) and normalised (roi_transforms.eval_transform),
-and ``modalities`` picks what the model sees: ``audiovisual`` (both), ``audio`` or ``video`` (the other
-stream zero-filled, as in fine-tuning). Output frames are the model's, 25 Hz, one per video frame, so the
+(speechkit.features.av_audio), the ROIs are centre-cropped to the size the model was trained on and
+normalised (roi_transforms.eval_transform), and ``modalities`` picks what the model sees: ``audiovisual``
+(both), ``audio`` or ``video`` (the other stream zero-filled, as in fine-tuning). Output frames are the model's, 25 Hz, one per video frame, so the
 k-means units of a later iteration are 25 Hz labels (``label_rate: 25``).
 
 A clip whose audio and video disagree by more than one video frame (speechkit.io.video.check_av_sync) or
@@ -120,7 +120,10 @@ def load_av_item(utt: str, extractor: AVLayerFeatures, reader: AudioReader | Non
 def trained_crop_size(checkpoint: str | os.PathLike) -> int:
     """The ROI crop side the checkpoint was trained on (its train config's ``model.av_data.crop_size``), else
     the AV-HuBERT default (88): features are extracted from centre crops of that size."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a torch checkpoint file (e.g. an exported model folder): no training record
+        return CROP_SIZE
     av = ((state.get("train_config") or {}).get("model") or {}).get("av_data") or {}
     return int(av.get("crop_size", CROP_SIZE))
 
