@@ -100,3 +100,20 @@ def test_group_norm_ignores_padding():
                 n = int(blens[i])
                 assert n == alone.shape[1]
                 assert torch.allclose(batched[i, :n], alone[0], atol=1e-5), impl
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_masked_group_norm_equals_group_norm_on_each_utterance_and_backpropagates(affine):
+    from speechkit.models.conv_extractor import masked_group_norm
+
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(3, 3, affine=affine)
+    if affine:
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    x = torch.randn(2, 3, 12, requires_grad=True)
+    y = masked_group_norm(x, torch.tensor([12, 7]), norm)
+    for b, n in enumerate((12, 7)):
+        torch.testing.assert_close(y[b, :, :n], norm(x[b:b + 1, :, :n])[0], rtol=1e-5, atol=1e-5)
+    y[0, :, :12].sum().add(y[1, :, :7].pow(2).sum()).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -47,3 +47,11 @@ def test_needs_the_rois_of_the_bigger_dir(tmp_path):
     res = _run(str(big), str(small))
     assert res.returncode == 1 and "video.scp not found" in res.stderr
     assert _run("--help").returncode == 0
+
+
+def test_an_utterance_outside_the_bigger_dir_is_an_error(tmp_path):
+    big = _data_dir(tmp_path / "big", ["a-1", "a-2"], roi=["a-1", "a-2"])
+    small = _data_dir(tmp_path / "small", ["a-2", "b-9"])
+    res = _run(str(big), str(small))
+    assert res.returncode == 1 and "1 utterance(s)" in res.stderr and "b-9" in res.stderr
+    assert not (small / "video.scp").exists()

@@ -43,6 +43,7 @@ logger = logging.getLogger("speechkit.bin.decode_ctc")
 
 def get_parser() -> argparse.ArgumentParser:
     from speechkit.cli import add_inference_args
+    from speechkit.downstream.word_grid import add_word_search_args
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_inference_args(p, "CTC checkpoint (ctc or probe_ctc)")
@@ -50,18 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="tokenizer folder (default: <model dir>/tokenizer)")
     p.add_argument("--beam", type=int, default=None,
                    help="beam size; 1 = greedy (default without --lexicon; 50 with it)")
-    p.add_argument("--lm", type=pathlib.Path, default=None,
-                   help="token n-gram LM (json) for shallow fusion; with --lexicon a word n-gram LM (ARPA/KenLM)")
-    p.add_argument("--lexicon", type=pathlib.Path, default=None,
-                   help="word-level decoding with this lexicon ('WORD tok tok ...', from speechkit.bin.train_word_lm)")
-    p.add_argument("--lm-weight", type=float, nargs="+", default=None,
-                   help="LM weight(s); several values (with --lexicon) form a grid (default 0, with --lexicon 1)")
-    p.add_argument("--word-score", type=float, nargs="+", default=[0.0],
-                   help="word insertion score(s) for --lexicon decoding; several values form a grid")
-    p.add_argument("--beam-threshold", type=float, default=25.0, help="--lexicon decoding: prune hypotheses "
-                   "this far below the best")
-    p.add_argument("--tuned-from", type=pathlib.Path, default=None,
-                   help="take --lm-weight/--word-score from the best pair of DIR/lm_grid.json")
+    add_word_search_args(p, "word-level decoding with this lexicon ('WORD tok tok ...', from "
+                         "speechkit.bin.train_word_lm)", "token n-gram LM (json) for shallow fusion; with --lexicon "
+                         "a word n-gram LM (ARPA/KenLM)")
     p.add_argument("--greedy-out", type=pathlib.Path, default=None,
                    help="also write (and score) greedy decoding of the same forward pass into this dir")
     p.add_argument("--insertion-bonus", type=float, default=0.0)

@@ -38,6 +38,8 @@ logger = logging.getLogger("speechkit.bin.decode_seq2seq")
 
 
 def get_parser() -> argparse.ArgumentParser:
+    from speechkit.downstream.word_grid import add_word_search_args
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, type=pathlib.Path, help="seq2seq checkpoint (speechkit.bin.finetune_av)")
     p.add_argument("--data-dir", required=True, type=pathlib.Path, help="data dir to decode")
@@ -50,18 +52,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len-a", type=float, default=1.0, help="max tokens = a x encoder frames + b")
     p.add_argument("--max-len-b", type=int, default=0)
     p.add_argument("--ctc-weight", type=float, default=0.0, help="joint CTC/attention decoding weight")
-    p.add_argument("--lexicon", type=pathlib.Path, default=None,
-                   help="word-level decoding of the CTC head with this lexicon (speechkit.bin.train_word_lm) "
-                        "instead of the attention beam search")
-    p.add_argument("--lm", type=pathlib.Path, default=None, help="with --lexicon: a word n-gram LM (ARPA/KenLM)")
-    p.add_argument("--lm-weight", type=float, nargs="+", default=None,
-                   help="with --lexicon: LM weight(s); several values form a grid (default 1 with --lm)")
-    p.add_argument("--word-score", type=float, nargs="+", default=[0.0],
-                   help="with --lexicon: word insertion score(s); several values form a grid")
-    p.add_argument("--beam-threshold", type=float, default=25.0, help="--lexicon decoding: prune hypotheses "
-                   "this far below the best")
-    p.add_argument("--tuned-from", type=pathlib.Path, default=None,
-                   help="with --lexicon: take --lm-weight/--word-score from the best pair of DIR/lm_grid.json")
+    add_word_search_args(p, "word-level decoding of the CTC head with this lexicon (speechkit.bin.train_word_lm) "
+                         "instead of the attention beam search", "with --lexicon: a word n-gram LM (ARPA/KenLM)")
     p.add_argument("--noise-dir", action="append", default=[], help="folder of noise audio (repeatable)")
     p.add_argument("--babble", type=pathlib.Path, default=None, metavar="DATA_DIR",
                    help="babble noise made from this data dir's speech")

@@ -7,10 +7,27 @@ speechkit.bin.decode_ctc (CTC models) and speechkit.bin.decode_seq2seq (the CTC 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import pathlib
 
 logger = logging.getLogger(__name__)
+
+
+def add_word_search_args(p: argparse.ArgumentParser, lexicon_help: str, lm_help: str) -> None:
+    """The options :func:`weight_grid` and :func:`word_decode_grid` read (--beam is the CLI's own)."""
+    p.add_argument("--lexicon", type=pathlib.Path, default=None, help=lexicon_help)
+    p.add_argument("--lm", type=pathlib.Path, default=None, help=lm_help)
+    p.add_argument("--lm-weight", type=float, nargs="+", default=None,
+                   help="LM weight(s); several values (with --lexicon) form a grid (default 1 with --lexicon and "
+                        "--lm, else 0)")
+    p.add_argument("--word-score", type=float, nargs="+", default=[0.0],
+                   help="word insertion score(s) for --lexicon decoding; several values form a grid")
+    p.add_argument("--beam-threshold", type=float, default=25.0, help="--lexicon decoding: prune hypotheses "
+                   "this far below the best")
+    p.add_argument("--tuned-from", type=pathlib.Path, default=None,
+                   help="--lexicon decoding: take --lm-weight/--word-score from the best pair of DIR/lm_grid.json")
 
 
 def weight_grid(args) -> list[tuple[float, float]]:

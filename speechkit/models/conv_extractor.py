@@ -75,7 +75,7 @@ def masked_group_norm(x: Tensor, lengths: Tensor, norm: nn.GroupNorm) -> Tensor:
     if norm.affine:
         y = torch.addcmul(norm.bias[None, :, None].float(), d, scale * norm.weight[None, :, None])
     else:
-        y = d.mul_(scale)
+        y = d * scale
     return y.to(x.dtype)
 
 

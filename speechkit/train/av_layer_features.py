@@ -41,12 +41,13 @@ class AVLayerFeatures:
 
     def __init__(self, checkpoint: str | os.PathLike, layer: int, modalities: str = "audiovisual",
                  device: str = "cpu", max_batch_frames: int = 25 * 200):
-        from speechkit.models import load_pretrained
+        from speechkit.models import load_pretrained_with_state
 
         if modalities not in MODALITIES:
             raise ValueError(f"modalities must be one of {MODALITIES}, got {modalities!r}")
         self.device = torch.device(device)
-        self.model = load_pretrained(checkpoint, map_location="cpu").to(self.device).eval()
+        model, state = load_pretrained_with_state(checkpoint, map_location="cpu")
+        self.model = model.to(self.device).eval()
         cfg = self.model.config
         if getattr(cfg, "arch", None) != "avhubert":
             raise ValueError(f"{checkpoint}: arch {getattr(cfg, 'arch', None)!r} is not an audio-visual model; "
@@ -57,7 +58,7 @@ class AVLayerFeatures:
         self.modalities = modalities
         self.dim = cfg.encoder.embed_dim
         self.max_batch_frames = max_batch_frames
-        self.crop_size = trained_crop_size(checkpoint)
+        self.crop_size = trained_crop_size(state)
 
     @property
     def needs_audio(self) -> bool:
@@ -117,13 +118,9 @@ def load_av_item(utt: str, extractor: AVLayerFeatures, reader: AudioReader | Non
     return audio, video
 
 
-def trained_crop_size(checkpoint: str | os.PathLike) -> int:
-    """The ROI crop side the checkpoint was trained on (its train config's ``model.av_data.crop_size``), else
-    the AV-HuBERT default (88): features are extracted from centre crops of that size."""
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a torch checkpoint file (e.g. an exported model folder): no training record
-        return CROP_SIZE
+def trained_crop_size(state: dict) -> int:
+    """The ROI crop side a checkpoint (dict) was trained on: its train config's ``model.av_data.crop_size``,
+    else the AV-HuBERT default (88, e.g. for imported checkpoints): features come from centre crops of it."""
     av = ((state.get("train_config") or {}).get("model") or {}).get("av_data") or {}
     return int(av.get("crop_size", CROP_SIZE))
 
