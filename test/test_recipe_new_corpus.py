@@ -60,7 +60,8 @@ def corpus(tmp_path_factory):
 def test_every_stage_runs_on_a_corpus_without_alignments(corpus, tmp_path):
     root, n_short = corpus
     recipe = adapted_recipe(tmp_path / "ssl1", root)
-    res = run_recipe(recipe, "--config", "conf/tiny.sh", "--nj", "2", timeout=1500)
+    # --ft-utts all (the recipe's default; tiny.sh sets 20): fine-tuning on the whole train set, whatever its size
+    res = run_recipe(recipe, "--config", "conf/tiny.sh", "--nj", "2", "--ft-utts", "all", timeout=1500)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-6000:]
     for n in range(1, 18):
@@ -80,8 +81,12 @@ def test_every_stage_runs_on_a_corpus_without_alignments(corpus, tmp_path):
     pretrain_log = (recipe / "exp" / "hubert_iter1" / "log" / "pretrain.log").read_text()  # via $train_cmd
     assert re.search(r"dropped \d+ of \d+ utterances .* shorter than min_sample_size", pretrain_log)
     # greedy and word-LM rows for both models
-    for exp in ("ft_hubert_iter2_n20", "ft_scratch_n20"):  # conf/tiny.sh: ft_utts=20
+    assert (recipe / "data" / "train_ftall").resolve() == (recipe / "data" / "train_clean_100").resolve()
+    n_train = len(utts.splitlines())
+    for exp in ("ft_hubert_iter2_nall", "ft_scratch_nall"):
         assert f"|exp/{exp}|decode_test_clean|" in results and f"|exp/{exp}|decode_test_clean_lm3|" in results
+        info = json.loads((recipe / "exp" / exp / "downstream_info.json").read_text())
+        assert info["labeled utts"] == n_train, info
         grid = json.loads((recipe / "exp" / exp / "decode_dev_clean_lm3" / "lm_grid.json").read_text())
         assert len(grid["grid"]) == 9
 

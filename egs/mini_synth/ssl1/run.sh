@@ -14,7 +14,8 @@
 #   9  write the iteration-1 labels (km.<ssl>1_l<layer>_<K>) for every set
 #  10  label quality of the iteration-1 units, next to the MFCC ones
 #  11  pre-train iteration 2 on the iteration-1 units (stages 7-11 apply to the unit-based --ssl hubert|wavlm)
-#  12  character tokenizer, the labeled subsets for fine-tuning ($ft_utts utterances; a list = a sweep), and
+#  12  character tokenizer, the labeled subsets for fine-tuning ($ft_utts utterances, "all" = the whole train
+#      set; a list = a sweep), and
 #      the word LM of decoding: a $lm_order-gram ARPA LM from the train transcripts and its lexicon (data/lang_word)
 #  13  CTC fine-tuning of the last pre-trained model, and the from-scratch baseline (same data and updates)
 #  14  decode and score dev/test with both models: greedy CTC, and word-level with the lexicon and LM
@@ -53,11 +54,12 @@ ssl=hubert              # pre-training objective: hubert | wavlm (iterated on un
 pretrain1_config=""     # default: conf/pretrain_<ssl>_iter1.yaml (hubert) or conf/pretrain_<ssl>_tiny.yaml
 pretrain2_config=""     # default: conf/pretrain_hubert_iter2.yaml (hubert) or the iteration-1 config (wavlm)
 pretrain_opts=""        # extra options for speechkit.bin.pretrain (e.g. "--set trainer.max_updates=20")
-ft_utts="200"           # labeled utterances for CTC fine-tuning (random subsets of train); a list runs a
-                        # low-resource sweep, e.g. "50 200 1040" (RESULTS.md: WER vs labeled data)
+ft_utts="all"           # labeled utterances for CTC fine-tuning: N (a random subset of train) or all; a list
+                        # runs a low-resource sweep, e.g. "50 200 all" (RESULTS.md: WER vs labeled data)
 finetune_config=conf/finetune_ctc_tiny.yaml
 finetune_opts=""        # extra options for the fine-tuning runs (both pre-trained and baseline)
-scratch_lr=5.0e-3       # the from-scratch baseline's peak lr (its best; see $finetune_config)
+scratch_lr=2.0e-3       # the from-scratch baseline's peak lr: its best of 1.3e-3 / 2e-3 / 3e-3 / 5e-3 (dev token
+                        # error 0.327 / 0.274 / 0.291 / 1.0, blanks only; default corpus, all labels, 1200 updates)
 lm_order=3              # word n-gram LM written from the train transcripts (stage 12)
 lm_weights="0.5 1 2"    # grid of LM weights (x log10 P_lm) tried on dev; the best pair decodes test
 word_scores="-1 0 1"    # grid of word insertion scores
@@ -228,7 +230,9 @@ if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
   if ! is_done data/.ft.done; then
     python -m speechkit.bin.train_tokenizer --text data/$train/text --out data/token_char --type char
     for n in $ft_utts; do  # nested: every smaller subset lies inside the larger ones (same seed, same order)
-      rm -rf data/train_ft$n; python -m speechkit.bin.data_dir subset data/$train data/train_ft$n --random $n --seed $seed
+      rm -rf data/train_ft$n
+      if [ $n = all ]; then ln -s $train data/train_ft$n; continue; fi
+      python -m speechkit.bin.data_dir subset data/$train data/train_ft$n --random $n --seed $seed
     done
     touch data/.ft.done
   fi
