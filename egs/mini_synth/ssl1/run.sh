@@ -21,7 +21,8 @@
 #  14  decode and score dev/test with both models: greedy CTC, and word-level with the lexicon and LM
 #      (LM weight / word score tuned on dev, applied to test); WER and CER
 #  15  speaker identification: the frozen pre-trained model (weighted sum of layers) and an fbank baseline,
-#      heads trained on cached hidden-state moments with early stopping on dev
+#      heads trained on cached hidden-state moments with early stopping on dev (when stage 13 runs as well,
+#      the heads train there, beside the fine-tuning runs)
 #  16  open-set speaker verification: a head trained on all but $sv_heldout speakers, trials among those
 #      held out (as VoxCeleb1-O); cosine scoring, EER/minDCF; SSL and fbank embeddings
 #  17  RESULTS.md (with plots)
@@ -244,8 +245,21 @@ if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
   took 12
 fi
 
+sid_up=sid_$(basename $upstream)
+train_sid_heads() {  # stage 15's speaker-ID heads (SSL, fbank) into the side-by-side pool; skipped when done
+  local up x
+  for up in $upstream/checkpoint_last.pt fbank; do
+    x=$sid_up; [ $up = fbank ] && x=sid_fbank
+    is_done exp/$x/.done && continue
+    side_by_side $nj exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
+      python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
+      --train-data data/$train --valid-data data/$dev --exp-dir exp/$x --cache-dir exp/$x/cache $sid_opts
+  done
+}
+
 if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
-  begin 13 "CTC fine-tuning of $upstream and the from-scratch baseline ($ft_utts labeled utterances)"
+  begin 13 "CTC fine-tuning of $upstream and the from-scratch baseline ($ft_utts labeled utterances)$(
+    [ $stop_stage -lt 15 ] || echo "; stage 15's speaker-ID heads beside them")"
   # the runs go side by side, $nj at a time with $threads_per_job threads each (one small model per core
   # trains faster than two threads on one model)
   for n in $ft_utts; do
@@ -258,6 +272,10 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
         --resume auto $finetune_opts
     done
   done
+  # Stage 15's speaker-ID heads need only the pre-trained model: when stage 15 runs too, they join this pool
+  # and take the core that the pre-trained run frees first (the from-scratch run, which trains the
+  # convolutions as well, takes ~1.6x as long)
+  [ $stop_stage -lt 15 ] || train_sid_heads
   wait_side_by_side
   took 13
 fi
@@ -288,17 +306,11 @@ if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
   took 14
 fi
 
-sid_up=sid_$(basename $upstream)
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
   begin 15 "speaker identification: frozen $upstream vs the fbank baseline (heads on cached moments)"
-  # SSL and fbank heads side by side ($nj at a time, $threads_per_job threads each), then their evaluations
-  for up in $upstream/checkpoint_last.pt fbank; do
-    x=$sid_up; [ $up = fbank ] && x=sid_fbank
-    is_done exp/$x/.done && continue
-    side_by_side $nj exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
-      python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
-      --train-data data/$train --valid-data data/$dev --exp-dir exp/$x --cache-dir exp/$x/cache $sid_opts
-  done
+  # SSL and fbank heads side by side ($nj at a time, $threads_per_job threads each; trained during stage 13
+  # already when both stages run), then their evaluations
+  train_sid_heads
   wait_side_by_side
   for x in $sid_up sid_fbank; do
     side_by_side $nj - nthreads $threads_per_job python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt \
