@@ -102,6 +102,44 @@ def test_group_norm_ignores_padding():
                 assert torch.allclose(batched[i, :n], alone[0], atol=1e-5), impl
 
 
+def _masked_group_norm_by_autograd(x, lengths, norm):
+    """The same formula in plain differentiable ops (the reference for the hand-written backward)."""
+    valid = (torch.arange(x.size(2))[None, :] < lengths[:, None]).to(x.dtype)[:, None, :]  # (B, 1, T)
+    count = valid.sum(dim=2, keepdim=True)
+    mean = (x * valid).sum(dim=2, keepdim=True) / count
+    var = ((x - mean).square() * valid).sum(dim=2, keepdim=True) / count
+    y = (x - mean) / torch.sqrt(var + norm.eps)
+    return y * norm.weight[None, :, None] + norm.bias[None, :, None] if norm.affine else y
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_masked_group_norm_gradients_equal_autograd_of_the_formula(affine):
+    from speechkit.models.conv_extractor import masked_group_norm
+
+    torch.manual_seed(1)
+    norm = torch.nn.GroupNorm(4, 4, affine=affine)
+    if affine:
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    x = (3 * torch.randn(3, 4, 20) + 1).requires_grad_()
+    lengths = torch.tensor([20, 13, 5])
+    up = torch.randn(3, 4, 20)  # an upstream gradient on every frame, padding included
+    grads = []
+    for fn in (masked_group_norm, _masked_group_norm_by_autograd):
+        norm.zero_grad()
+        x.grad = None
+        y = fn(x, lengths, norm)
+        (y * up).sum().backward()
+        grads.append((y.detach(), x.grad.clone()) + ((norm.weight.grad.clone(), norm.bias.grad.clone()) if affine else ()))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    # frozen input (no grad wanted): only the affine parameters get one
+    if affine:
+        norm.zero_grad()
+        masked_group_norm(x.detach(), lengths, norm).sum().backward()
+        assert norm.weight.grad is not None and norm.bias.grad is not None
+
+
 @pytest.mark.parametrize("affine", [True, False])
 def test_masked_group_norm_equals_group_norm_on_each_utterance_and_backpropagates(affine):
     from speechkit.models.conv_extractor import masked_group_norm

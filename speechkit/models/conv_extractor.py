@@ -53,6 +53,65 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
+class _MaskedGroupNorm(torch.autograd.Function):
+    """Per-channel normalisation over the valid frames, with a hand-written backward.
+
+    Autograd's graph of the same formula makes about ten full passes over the (B, C, T) tensor in backward
+    (one per elementwise op and batched product); this runs on the longest tensor of the model (the first
+    conv layer's output), so the closed form, with half as many, is worth its lines. With ``h = xhat * w + b``,
+    ``xhat = (x - mu) * s`` and statistics over the valid frames (``m_t``, ``n`` of them):
+
+        dL/dx_t = s * (w g_t - m_t / n * (sum_u w g_u + xhat_t * sum_u w g_u xhat_u))
+
+    where the sums run over all frames (padded outputs depend on x through mu and s too).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, valid: Tensor, count: Tensor, weight: Tensor | None, bias: Tensor | None,
+                eps: float) -> Tensor:
+        # fp32 throughout (autocast off: it would run the batched products in bf16/fp16)
+        with torch.autocast(x.device.type, enabled=False):
+            xf = x.float()
+            # masked sums over time as batched products with the 0/1 mask (B, T, 1): one read each
+            mean = torch.bmm(xf, valid) / count  # (B, C, 1)
+            xhat = xf - mean
+            var = torch.bmm(xhat.square(), valid) / count  # biased, as GroupNorm
+            scale = torch.rsqrt(var + eps)
+            xhat.mul_(scale)
+            ctx.save_for_backward(xhat, scale, valid, count, weight)
+            ctx.x_dtype = x.dtype
+            if weight is None:
+                return xhat.to(x.dtype, copy=True)  # a copy: xhat is saved for backward
+            return torch.addcmul(bias.float()[None, :, None], xhat, weight.float()[None, :, None]).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        with torch.autocast(grad.device.type, enabled=False):
+            return _MaskedGroupNorm._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad: Tensor):
+        xhat, scale, valid, count, weight = ctx.saved_tensors
+        g = grad.float()
+        sum_g = g.sum(dim=2, keepdim=True)  # (B, C, 1)
+        sum_gx = (g * xhat).sum(dim=2, keepdim=True)
+        grad_w = grad_b = None
+        if weight is not None:
+            grad_w = sum_gx.sum(dim=0).flatten().to(weight.dtype)
+            grad_b = sum_g.sum(dim=0).flatten().to(weight.dtype)
+            w = weight.float()[None, :, None]
+            a, sum_g, sum_gx = scale * w, sum_g * w, sum_gx * w
+        else:
+            a = scale
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            k = scale / count  # (B, C, 1)
+            corr = torch.addcmul(sum_g * k, xhat, sum_gx * k)  # (B, C, T)
+            corr.mul_(valid.transpose(1, 2))
+            grad_x = torch.mul(g, a).sub_(corr).to(ctx.x_dtype)
+        return grad_x, None, None, grad_w, grad_b, None
+
+
 def masked_group_norm(x: Tensor, lengths: Tensor, norm: nn.GroupNorm) -> Tensor:
     """GroupNorm(C, C) whose per-channel time statistics use only the first `lengths[b]` frames.
 
@@ -61,22 +120,10 @@ def masked_group_norm(x: Tensor, lengths: Tensor, norm: nn.GroupNorm) -> Tensor:
     """
     if norm.num_groups != norm.num_channels:
         raise ValueError("masked_group_norm supports only one group per channel (fairseq's extractor)")
-    # statistics in fp32: under autocast the conv output may be bf16/fp16
-    xf = x.float()
     valid = (torch.arange(x.size(2), device=x.device)[None, :] < lengths[:, None]).float()  # (B, T)
     count = valid.sum(dim=1).clamp(min=1.0)[:, None, None]  # (B, 1, 1)
-    valid = valid[:, :, None]  # (B, T, 1)
-    # Masked sums over time as batched products with the 0/1 mask: one read of the (B, C, T) tensor each,
-    # where elementwise masking took two more full passes (this runs on the longest tensor of the model).
-    mean = torch.bmm(xf, valid) / count  # (B, C, 1)
-    d = xf - mean
-    var = torch.bmm(d.square(), valid) / count  # biased, as GroupNorm
-    scale = torch.rsqrt(var + norm.eps)
-    if norm.affine:
-        y = torch.addcmul(norm.bias[None, :, None].float(), d, scale * norm.weight[None, :, None])
-    else:
-        y = d * scale
-    return y.to(x.dtype)
+    weight, bias = (norm.weight, norm.bias) if norm.affine else (None, None)
+    return _MaskedGroupNorm.apply(x, valid[:, :, None], count, weight, bias, norm.eps)
 
 
 class ConvLayer(nn.Module):

@@ -3,15 +3,15 @@
 #
 # It runs anywhere (2 CPU cores, no downloads) and exercises every stage a real recipe has:
 #   1  make the synthetic corpus (LibriSpeech layout) and prepare Kaldi data dirs
-#   2  dump MFCC (39-dim, 100 Hz) for every set
+#   2  dump MFCC (39-dim, 100 Hz) of train and dev, the sets pre-training uses (test is only decoded)
 #   3  learn k-means on MFCC (K=$mfcc_k)
-#   4  write MFCC k-means labels (km.mfcc${mfcc_k}) for every set
+#   4  write MFCC k-means labels (km.mfcc${mfcc_k}) for train and dev
 #   5  label quality (phone purity, cluster purity, PNMI) of the MFCC units, where phone alignments
 #      exist ($alignments_dir); otherwise cluster usage and entropy
 #   6  pre-train iteration 1: HuBERT (or WavLM) on the MFCC units; wav2vec 2.0 / data2vec need no units
 #   7  dump layer-$layer features of the iteration-1 model
 #   8  learn k-means on them (K=$iter2_k)
-#   9  write the iteration-1 labels (km.<ssl>1_l<layer>_<K>) for every set
+#   9  write the iteration-1 labels (km.<ssl>1_l<layer>_<K>) for train and dev
 #  10  label quality of the iteration-1 units, next to the MFCC ones
 #  11  pre-train iteration 2 on the iteration-1 units (stages 7-11 apply to the unit-based --ssl hubert|wavlm)
 #  12  character tokenizer, the labeled subsets for fine-tuning ($ft_utts utterances, "all" = the whole train
@@ -91,6 +91,7 @@ if $iterated; then upstream=exp/${ssl}_iter2; else upstream=exp/${ssl}_iter1; fi
 corpus=corpus
 train=train_clean_100; dev=dev_clean; test=test_clean
 sets="$train $dev $test"
+unit_sets="$train $dev"  # the sets that get features and units: pre-training's train and valid
 km1=mfcc${mfcc_k}
 km2=${ssl}1_l${layer}_${iter2_k}
 # Label quality against phone alignments (PNMI) where the corpus has them; otherwise cluster usage/entropy.
@@ -116,7 +117,7 @@ fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   begin 2 "MFCC features"
-  for s in $sets; do
+  for s in $unit_sets; do
     is_done dump/mfcc/$s/.done && continue
     python -m speechkit.bin.dump_features --data-dir data/$s --feat mfcc --out dump/mfcc/$s --nj $nj --cmd "$cpu_cmd" \
       --num-threads $threads_per_job
@@ -138,22 +139,23 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   begin 4 "MFCC k-means labels (km.$km1)"
-  for s in $sets; do
+  for s in $unit_sets; do
     is_done data/$s/.km.$km1.done && continue
-    python -m speechkit.bin.assign_kmeans --model exp/kmeans_$km1/model.pt --feats-dir dump/mfcc/$s \
-      --data-dir data/$s --tag $km1
-    touch data/$s/.km.$km1.done
+    side_by_side $nj data/$s/.km.$km1.done nthreads $threads_per_job python -m speechkit.bin.assign_kmeans \
+      --model exp/kmeans_$km1/model.pt --feats-dir dump/mfcc/$s --data-dir data/$s --tag $km1
   done
+  wait_side_by_side
   took 4
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   begin 5 "label quality of km.$km1"
   for s in $train $dev; do
-    python -m speechkit.bin.label_quality --labels data/$s/km.$km1 --label-rate 100 $(alignment_opt $s) \
-      --num-clusters $mfcc_k --out exp/kmeans_$km1/quality_$s --result-json exp/kmeans_$km1/result_units_$s.json \
-      --units "MFCC, K=$mfcc_k"
+    side_by_side $nj - python -m speechkit.bin.label_quality --labels data/$s/km.$km1 --label-rate 100 \
+      $(alignment_opt $s) --num-clusters $mfcc_k --out exp/kmeans_$km1/quality_$s \
+      --result-json exp/kmeans_$km1/result_units_$s.json --units "MFCC, K=$mfcc_k"
   done
+  wait_side_by_side
   took 5
 fi
 
@@ -174,7 +176,7 @@ fi
 
 if $iterated && [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   begin 7 "layer-$layer features of iteration 1"
-  for s in $sets; do
+  for s in $unit_sets; do
     is_done dump/${ssl}1_l$layer/$s/.done && continue
     python -m speechkit.bin.dump_layer_features --checkpoint exp/${ssl}_iter1/checkpoint_last.pt \
       --layer $layer --data-dir data/$s --out dump/${ssl}1_l$layer/$s --nj $nj --cmd "$cpu_cmd" \
@@ -196,22 +198,23 @@ fi
 
 if $iterated && [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   begin 9 "iteration-1 labels (km.$km2)"
-  for s in $sets; do
+  for s in $unit_sets; do
     is_done data/$s/.km.$km2.done && continue
-    python -m speechkit.bin.assign_kmeans --model exp/kmeans_$km2/model.pt --feats-dir dump/${ssl}1_l$layer/$s \
-      --data-dir data/$s --tag $km2
-    touch data/$s/.km.$km2.done
+    side_by_side $nj data/$s/.km.$km2.done nthreads $threads_per_job python -m speechkit.bin.assign_kmeans \
+      --model exp/kmeans_$km2/model.pt --feats-dir dump/${ssl}1_l$layer/$s --data-dir data/$s --tag $km2
   done
+  wait_side_by_side
   took 9
 fi
 
 if $iterated && [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   begin 10 "label quality: km.$km1 vs km.$km2"
   for s in $train $dev; do
-    python -m speechkit.bin.label_quality --labels data/$s/km.$km2 --label-rate 50 $(alignment_opt $s) \
-      --num-clusters $iter2_k --out exp/kmeans_$km2/quality_$s --result-json exp/kmeans_$km2/result_units_$s.json \
-      --units "$ssl iteration 1, layer $layer, K=$iter2_k"
+    side_by_side $nj - python -m speechkit.bin.label_quality --labels data/$s/km.$km2 --label-rate 50 \
+      $(alignment_opt $s) --num-clusters $iter2_k --out exp/kmeans_$km2/quality_$s \
+      --result-json exp/kmeans_$km2/result_units_$s.json --units "$ssl iteration 1, layer $layer, K=$iter2_k"
   done
+  wait_side_by_side
   took 10
 fi
 
