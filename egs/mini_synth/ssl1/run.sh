@@ -277,7 +277,7 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
   done
   # Stage 15's speaker-ID heads need only the pre-trained model: when stage 15 runs too, they join this pool
   # and take the core that the pre-trained run frees first (the from-scratch run, which trains the
-  # convolutions as well, takes ~1.6x as long)
+  # convolutions as well, takes ~1.7x as long)
   [ $stop_stage -lt 15 ] || train_sid_heads
   wait_side_by_side
   took 13
