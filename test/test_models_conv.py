@@ -102,6 +102,15 @@ def test_group_norm_ignores_padding():
                 assert torch.allclose(batched[i, :n], alone[0], atol=1e-5), impl
 
 
+def _group_norm(channels, affine):
+    """GroupNorm(C, C) with random affine parameters (or none)."""
+    norm = torch.nn.GroupNorm(channels, channels, affine=affine)
+    if affine:
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    return norm
+
+
 def _masked_group_norm_by_autograd(x, lengths, norm):
     """The same formula in plain differentiable ops (the reference for the hand-written backward)."""
     valid = (torch.arange(x.size(2))[None, :] < lengths[:, None]).to(x.dtype)[:, None, :]  # (B, 1, T)
@@ -117,10 +126,7 @@ def test_masked_group_norm_gradients_equal_autograd_of_the_formula(affine):
     from speechkit.models.conv_extractor import masked_group_norm
 
     torch.manual_seed(1)
-    norm = torch.nn.GroupNorm(4, 4, affine=affine)
-    if affine:
-        torch.nn.init.normal_(norm.weight)
-        torch.nn.init.normal_(norm.bias)
+    norm = _group_norm(4, affine)
     x = (3 * torch.randn(3, 4, 20) + 1).requires_grad_()
     lengths = torch.tensor([20, 13, 5])
     up = torch.randn(3, 4, 20)  # an upstream gradient on every frame, padding included
@@ -130,7 +136,8 @@ def test_masked_group_norm_gradients_equal_autograd_of_the_formula(affine):
         x.grad = None
         y = fn(x, lengths, norm)
         (y * up).sum().backward()
-        grads.append((y.detach(), x.grad.clone()) + ((norm.weight.grad.clone(), norm.bias.grad.clone()) if affine else ()))
+        params = (norm.weight.grad.clone(), norm.bias.grad.clone()) if affine else ()
+        grads.append((y.detach(), x.grad.clone()) + params)
     for got, want in zip(*grads):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     # frozen input (no grad wanted): only the affine parameters get one
@@ -145,10 +152,7 @@ def test_masked_group_norm_equals_group_norm_on_each_utterance_and_backpropagate
     from speechkit.models.conv_extractor import masked_group_norm
 
     torch.manual_seed(0)
-    norm = torch.nn.GroupNorm(3, 3, affine=affine)
-    if affine:
-        torch.nn.init.normal_(norm.weight)
-        torch.nn.init.normal_(norm.bias)
+    norm = _group_norm(3, affine)
     x = torch.randn(2, 3, 12, requires_grad=True)
     y = masked_group_norm(x, torch.tensor([12, 7]), norm)
     for b, n in enumerate((12, 7)):

@@ -4,8 +4,9 @@ Per utterance of a data dir with ``wav.scp`` and ``video.scp`` (mouth ROIs, spee
 the audio becomes AV-HuBERT's 104-d stacked filterbank fitted to the video's frame count
 (speechkit.features.av_audio), the ROIs are centre-cropped to the size the model was trained on and
 normalised (roi_transforms.eval_transform), and ``modalities`` picks what the model sees: ``audiovisual``
-(both), ``audio`` or ``video`` (the other stream zero-filled, as in fine-tuning). Output frames are the model's, 25 Hz, one per video frame, so the
-k-means units of a later iteration are 25 Hz labels (``label_rate: 25``).
+(both), ``audio`` or ``video`` (the other stream zero-filled, as in fine-tuning). Output frames are the
+model's, 25 Hz, one per video frame, so the k-means units of a later iteration are 25 Hz labels
+(``label_rate: 25``).
 
 A clip whose audio and video disagree by more than one video frame (speechkit.io.video.check_av_sync) or
 whose ROI file cannot be read is skipped and counted, with the utterances named in the log; a job where

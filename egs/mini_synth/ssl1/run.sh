@@ -231,15 +231,20 @@ fi
 
 if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
   begin 12 "tokenizer and labeled subsets of $ft_utts utterances"
-  if ! is_done data/.ft.done; then
+  if ! is_done data/token_char/.done; then
     python -m speechkit.bin.train_tokenizer --text data/$train/text --out data/token_char --type char
-    for n in $ft_utts; do  # nested: every smaller subset lies inside the larger ones (same seed, same order)
-      rm -rf data/train_ft$n
-      if [ $n = all ]; then ln -s $train data/train_ft$n; continue; fi
-      python -m speechkit.bin.data_dir subset data/$train data/train_ft$n --random $n --seed $seed
-    done
-    touch data/.ft.done
+    touch data/token_char/.done
   fi
+  for n in $ft_utts; do  # nested: every smaller subset lies inside the larger ones (same seed, same order)
+    is_done data/.train_ft$n.done && continue  # one marker per size: a later --ft-utts adds only its new ones
+    rm -rf data/train_ft$n
+    if [ $n = all ]; then
+      ln -s $train data/train_ft$n
+    else
+      python -m speechkit.bin.data_dir subset data/$train data/train_ft$n --random $n --seed $seed
+    fi
+    touch data/.train_ft$n.done
+  done
   if ! is_done data/lang_word/.done; then
     python -m speechkit.bin.train_word_lm --text data/$train/text --tokenizer data/token_char --order $lm_order \
       --out data/lang_word --dev-text data/$dev/text
