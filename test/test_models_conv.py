@@ -155,7 +155,26 @@ def test_masked_group_norm_equals_group_norm_on_each_utterance_and_backpropagate
     norm = _group_norm(3, affine)
     x = torch.randn(2, 3, 12, requires_grad=True)
     y = masked_group_norm(x, torch.tensor([12, 7]), norm)
-    for b, n in enumerate((12, 7)):
-        torch.testing.assert_close(y[b, :, :n], norm(x[b:b + 1, :, :n])[0], rtol=1e-5, atol=1e-5)
+    for b, n in enumerate((12, 7)):  # torch's kernel on each utterance's frames: the same numbers, bit for bit
+        assert torch.equal(y[b, :, :n], norm(x[b:b + 1, :, :n])[0])
     y[0, :, :12].sum().add(y[1, :, :7].pow(2).sum()).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("kernel,stride,length,bias", [(10, 5, 1003, False), (10, 5, 1000, True), (7, 3, 500, True),
+                                                       (3, 3, 20, False), (10, 5, 10, False), (4, 1, 50, True)])
+def test_waveform_conv_equals_conv1d_with_gradients(kernel, stride, length, bias):
+    """The first layer's phase-row GEMM (CPU) against Conv1d: outputs, and the waveform, weight and bias
+    gradients; kernels that are and are not multiples of the stride, lengths that leave a remainder."""
+    from speechkit.models.conv_extractor import waveform_conv
+
+    torch.manual_seed(kernel + length)
+    conv = torch.nn.Conv1d(1, 6, kernel, stride, bias=bias).double()
+    wav = torch.randn(3, length, dtype=torch.float64, requires_grad=True)
+    got, want = waveform_conv(wav, conv), conv(wav[:, None])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert got.is_contiguous()  # channel-major, as the GroupNorm and the next conv read it
+    up = torch.randn_like(want)
+    inputs = [wav, conv.weight] + ([conv.bias] if bias else [])
+    for g, h in zip(torch.autograd.grad(got, inputs, up), torch.autograd.grad(want, inputs, up)):
+        torch.testing.assert_close(g, h, rtol=1e-12, atol=1e-12)

@@ -53,36 +53,91 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
-class _MaskedGroupNorm(torch.autograd.Function):
-    """Per-channel normalisation over the valid frames, with a hand-written backward.
+class _WaveformConv(torch.autograd.Function):
+    """The first conv layer (1 input channel, kernel k, stride s) on CPU, as one GEMM over phase rows.
 
-    Autograd's graph of the same formula makes about ten full passes over the (B, C, T) tensor in backward
-    (one per elementwise op and batched product); this runs on the longest tensor of the model (the first
-    conv layer's output), so the closed form, with half as many, is worth its lines. With ``h = xhat * w + b``,
-    ``xhat = (x - mu) * s`` and statistics over the valid frames (``m_t``, ``n`` of them):
-
-        dL/dx_t = s * (w g_t - m_t / n * (sum_u w g_u + xhat_t * sum_u w g_u xhat_u))
-
-    where the sums run over all frames (padded outputs depend on x through mu and s too).
+    mkldnn runs a 1-channel strided Conv1d far below its speed on the later layers (the mini recipe's
+    10 s batch, 64 channels, one thread: ~13 ms forward; this takes ~1.3 ms), and a GEMM over the
+    unfolded windows needs a strided gather first (~18 ms). Instead the waveform is cut into s phases,
+    ``p[c, j] = x[s j + c]`` (a reshape), and the (k, T') window matrix is stacked from ceil(k / s)
+    shifted copies of them (row ``s i + c`` holds ``x[s (t + i) + c]``, kernel tap ``s i + c``; the kernel
+    is zero-padded to a multiple of s). Then ``y = W @ windows`` and ``dL/dW = sum_b g_b @ windows_b^T``.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, valid: Tensor, count: Tensor, weight: Tensor | None, bias: Tensor | None,
+    def forward(ctx, wav: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
+        c_out, _, k = weight.shape
+        taps = -(-k // stride)
+        t_out = (wav.size(1) - k) // stride + 1
+        need = (t_out + taps - 1) * stride  # samples the phases cover; the zero taps may reach past the end
+        x = wav[:, :need] if wav.size(1) >= need else F.pad(wav, (0, need - wav.size(1)))
+        phases = x.reshape(wav.size(0), -1, stride).transpose(1, 2)  # (B, s, T' + taps - 1)
+        windows = torch.cat([phases[:, :, i:i + t_out] for i in range(taps)], dim=1)  # (B, taps * s, T')
+        w = F.pad(weight.reshape(c_out, k), (0, taps * stride - k))
+        ctx.save_for_backward(wav, weight, windows)
+        ctx.stride, ctx.has_bias = stride, bias is not None
+        y = torch.matmul(w, windows)  # (B, C, T')
+        return y if bias is None else y.add_(bias[None, :, None])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        wav, weight, windows = ctx.saved_tensors
+        k, s = weight.size(2), ctx.stride
+        grad_wav = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_wav = torch.nn.grad.conv1d_input((wav.size(0), 1, wav.size(1)), weight, grad, stride=s)[:, 0]
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.matmul(grad, windows.transpose(1, 2)).sum(dim=0)[:, None, :k].to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(dim=(0, 2))
+        return grad_wav, grad_w, grad_b, None
+
+
+def waveform_conv(wav: Tensor, conv: nn.Conv1d) -> Tensor:
+    """(B, T) waveform through a 1-channel Conv1d -> (B, C, T'): polyphase on CPU, cuDNN's conv on CUDA."""
+    if wav.is_cuda or torch.is_autocast_enabled(wav.device.type):
+        return conv(wav[:, None, :])
+    return _WaveformConv.apply(wav, conv.weight, conv.bias, conv.stride[0])
+
+
+class _MaskedGroupNorm(torch.autograd.Function):
+    """Per-channel normalisation over the valid frames, with a hand-written backward.
+
+    With ``xhat = (x - mu) * s`` (``mu``, ``s`` from the first ``n`` frames of the utterance) and
+    ``h = xhat * w + b``, the forward runs torch's GroupNorm kernel on each utterance's valid frames (the
+    padded frames get ``x * (s w) + (b - mu s w)``, from the same statistics); autograd's graph of the formula makes
+    about ten full passes over the (B, C, T) tensor in backward, and this runs on the longest tensor of the
+    model (the first conv layer's output). The backward is the closed form
+
+        dL/dx_t = s * (w g_t - [t < n] / n * (sum_u w g_u + xhat_t * sum_u w g_u xhat_u))
+
+    where the sums run over all frames (padded outputs depend on x through mu and s too); ``xhat`` is not
+    kept but recomputed inside the sums (``sum_u g_u xhat_u = s * (sum_u g_u x_u - mu sum_u g_u)``).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lengths: list[int], weight: Tensor | None, bias: Tensor | None,
                 eps: float) -> Tensor:
-        # fp32 throughout (autocast off: it would run the batched products in bf16/fp16)
+        # fp32 throughout (autocast off: it would run the products in bf16/fp16)
         with torch.autocast(x.device.type, enabled=False):
             xf = x.float()
-            # masked sums over time as batched products with the 0/1 mask (B, T, 1): one read each
-            mean = torch.bmm(xf, valid) / count  # (B, C, 1)
-            xhat = xf - mean
-            var = torch.bmm(xhat.square(), valid) / count  # biased, as GroupNorm
-            scale = torch.rsqrt(var + eps)
-            xhat.mul_(scale)
-            ctx.save_for_backward(xhat, scale, valid, count, weight)
-            ctx.x_dtype = x.dtype
-            if weight is None:
-                return xhat.to(x.dtype, copy=True)  # a copy: xhat is saved for backward
-            return torch.addcmul(bias.float()[None, :, None], xhat, weight.float()[None, :, None]).to(x.dtype)
+            w = None if weight is None else weight.float()
+            b_ = None if bias is None else bias.float()
+            bsz, ch, t = xf.shape
+            out = torch.empty_like(xf)
+            mean, scale = xf.new_zeros(bsz, ch, 1), xf.new_full((bsz, ch, 1), eps ** -0.5)
+            for b, n in enumerate(lengths):
+                if n > 0:  # torch's own GroupNorm kernel on the valid frames: exactly the unpadded utterance's output
+                    y, m, r = torch.native_group_norm(xf[b:b + 1, :, :n].contiguous(), w, b_, 1, ch, n, ch, eps)
+                    out[b, :, :n] = y[0]
+                    mean[b, :, 0], scale[b, :, 0] = m[0], r[0]
+                if n < t:  # padding: the same statistics
+                    a = scale[b] if w is None else scale[b] * w[:, None]
+                    c = -mean[b] * a if b_ is None else b_[:, None] - mean[b] * a
+                    torch.addcmul(c, xf[b, :, n:], a, out=out[b, :, n:])
+            ctx.save_for_backward(x, mean, scale, weight)
+            ctx.lengths = lengths
+            return out.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
@@ -91,25 +146,32 @@ class _MaskedGroupNorm(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, grad: Tensor):
-        xhat, scale, valid, count, weight = ctx.saved_tensors
-        g = grad.float()
+        x, mean, scale, weight = ctx.saved_tensors
+        g, xf = grad.float(), x.float()
         sum_g = g.sum(dim=2, keepdim=True)  # (B, C, 1)
-        sum_gx = (g * xhat).sum(dim=2, keepdim=True)
+        sum_gx = (g * xf).sum(dim=2, keepdim=True)  # sum_u g_u x_u
+        sum_gxhat = (sum_gx - mean * sum_g) * scale
         grad_w = grad_b = None
         if weight is not None:
-            grad_w = sum_gx.sum(dim=0).flatten().to(weight.dtype)
+            grad_w = sum_gxhat.sum(dim=0).flatten().to(weight.dtype)
             grad_b = sum_g.sum(dim=0).flatten().to(weight.dtype)
             w = weight.float()[None, :, None]
-            a, sum_g, sum_gx = scale * w, sum_g * w, sum_gx * w
+            a, sum_g, sum_gxhat = scale * w, sum_g * w, sum_gxhat * w
         else:
             a = scale
         grad_x = None
         if ctx.needs_input_grad[0]:
-            k = scale / count  # (B, C, 1)
-            corr = torch.addcmul(sum_g * k, xhat, sum_gx * k)  # (B, C, T)
-            corr.mul_(valid.transpose(1, 2))
-            grad_x = torch.mul(g, a).sub_(corr).to(ctx.x_dtype)
-        return grad_x, None, None, grad_w, grad_b, None
+            # the correction on the valid frames, x * alpha + beta, in place on those frames
+            count = torch.tensor(ctx.lengths, dtype=g.dtype, device=g.device).clamp(min=1.0)[:, None, None]
+            k = scale / count
+            alpha = k * sum_gxhat * scale
+            beta = k * sum_g - mean * alpha
+            grad_x = g * a
+            for b, n in enumerate(ctx.lengths):
+                if n > 0:
+                    grad_x[b, :, :n].addcmul_(xf[b, :, :n], alpha[b], value=-1.0).sub_(beta[b])
+            grad_x = grad_x.to(x.dtype)
+        return grad_x, None, grad_w, grad_b, None
 
 
 def masked_group_norm(x: Tensor, lengths: Tensor, norm: nn.GroupNorm) -> Tensor:
@@ -120,10 +182,9 @@ def masked_group_norm(x: Tensor, lengths: Tensor, norm: nn.GroupNorm) -> Tensor:
     """
     if norm.num_groups != norm.num_channels:
         raise ValueError("masked_group_norm supports only one group per channel (fairseq's extractor)")
-    valid = (torch.arange(x.size(2), device=x.device)[None, :] < lengths[:, None]).float()  # (B, T)
-    count = valid.sum(dim=1).clamp(min=1.0)[:, None, None]  # (B, 1, 1)
+    lens = [min(int(n), x.size(2)) for n in lengths.tolist()]
     weight, bias = (norm.weight, norm.bias) if norm.affine else (None, None)
-    return _MaskedGroupNorm.apply(x, valid[:, :, None], count, weight, bias, norm.eps)
+    return _MaskedGroupNorm.apply(x, lens, weight, bias, norm.eps)
 
 
 class ConvLayer(nn.Module):
@@ -161,17 +222,16 @@ class ConvLayer(nn.Module):
 class ConvFeatureExtractor(nn.Module):
     """(B, T) waveform -> (B, T', C) frames, plus valid frame counts.
 
-    On CPU the convolutions run as unfold + GEMM in a time-major layout: the 512-channel layers have
-    kernel <= 3 and stride 2, so one matrix multiply over the unfolded windows does the same FLOPs as
-    the direct convolution and was as fast or slightly faster than mkldnn's Conv1d here (Base, 2 x 4 s,
-    forward + backward, one thread: 2.15 s vs 2.30 s CPU), and the result is already (B, T', C) for the
-    projection, which saves the final transpose. Narrower stacks are faster through mkldnn's Conv1d
-    (extractor forward + backward, 2 x 4 s, one thread: 64 channels 0.14 s vs 0.18 s by GEMM, 256
-    channels 0.91 s vs 1.09 s, 512 channels 3.80 s vs 3.71 s), so "auto" picks the GEMM path only for
-    stacks of 512 or more channels. The
-    GroupNorm of the first layer needs per-channel statistics over time, so that layer is produced
-    channel-major (B, C, T) and the next layer unfolds it in place of a transpose. On CUDA (cuDNN) the
-    plain Conv1d path is used. Both give the same numbers (tested).
+    On CPU the first layer (1 input channel) is always one GEMM over phase rows (``waveform_conv``).
+    The later layers run as unfold + GEMM in a time-major layout for wide stacks: the 512-channel layers
+    have kernel <= 3 and stride 2, so one matrix multiply over the unfolded windows does the same FLOPs as
+    the direct convolution, and the result is already (B, T', C) for the projection, which saves the final
+    transpose. Narrower stacks are faster through mkldnn's Conv1d. Extractor forward + backward, one
+    thread, Conv1d vs GEMM for the later layers: 64 channels (4 x 2.5 s) 90 vs 107 ms, 256 channels
+    (2 x 4 s) 574 vs 613 ms, 512 channels 2.30 vs 2.11 s; so "auto" picks the GEMM path only for stacks
+    of 512 or more channels. The GroupNorm of the first layer needs per-channel statistics over time, so
+    that layer is produced channel-major (B, C, T) and the next layer unfolds it in place of a transpose.
+    On CUDA (cuDNN) the plain Conv1d path is used. All give the same numbers (tested).
     """
 
     def __init__(self, conv_layers: Sequence[ConvSpec] = DEFAULT_CONV_LAYERS, mode: str = "group",
@@ -217,9 +277,9 @@ class ConvFeatureExtractor(nn.Module):
         return self._forward_gemm(wav, lengths)
 
     def _forward_conv(self, wav: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        x = wav[:, None, :]  # (B, 1, T)
-        for layer in self.conv_layers:
-            x = layer.conv(x)  # (B, C, T')
+        x = wav
+        for i, layer in enumerate(self.conv_layers):
+            x = waveform_conv(x, layer.conv) if i == 0 else layer.conv(x)  # (B, C, T')
             if lengths is not None:
                 lengths = layer.out_lengths(lengths)
             if isinstance(layer.layer_norm, nn.GroupNorm):
@@ -241,17 +301,12 @@ class ConvFeatureExtractor(nn.Module):
             if i == 0:
                 if conv.in_channels != 1:
                     raise ValueError("the first conv layer must take the 1-channel waveform")
-                windows = x.unfold(1, k, s)  # (B, T', k)
-                w = conv.weight.view(c_out, k)
                 if isinstance(layer.layer_norm, nn.GroupNorm):
                     # channel-major output for the per-channel statistics over time
-                    x = torch.matmul(w, windows.transpose(1, 2))  # (B, C, T')
-                    if conv.bias is not None:
-                        x = x + conv.bias[None, :, None]
-                    x = F.gelu(layer.group_norm(x, lengths))
+                    x = F.gelu(layer.group_norm(waveform_conv(x, conv), lengths))  # (B, C, T')
                     channel_major = True
                     continue
-                x = F.linear(windows, w, conv.bias)  # (B, T', C)
+                x = F.linear(x.unfold(1, k, s), conv.weight.view(c_out, k), conv.bias)  # (B, T', C)
             else:
                 if channel_major:
                     windows = x.unfold(2, k, s).permute(0, 2, 1, 3)  # (B, C, T', k) -> (B, T', C, k)
