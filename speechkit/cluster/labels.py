@@ -8,15 +8,17 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 
-from speechkit.cluster.kmeans import MiniBatchKMeans
 from speechkit.io.ark import ArkWriter, read_scp
 from speechkit.io.datadir import DataDirError, read_table
 from speechkit.io.tables import iter_token_lines, write_lines_atomic
 from speechkit.log import progress
+
+if TYPE_CHECKING:  # label reading and PNMI need no torch (2 s per process to import)
+    from speechkit.cluster.kmeans import MiniBatchKMeans
 
 logger = logging.getLogger(__name__)
 

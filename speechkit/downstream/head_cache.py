@@ -97,14 +97,16 @@ def utterance_moments(hidden_states: Sequence[Tensor], lens: Tensor, layer_norm:
 
 @torch.no_grad()
 def compute_moments(upstream: torch.nn.Module, data_dir: str | os.PathLike, *, layer_norm: bool = False,
-                    max_tokens: int = 16000 * 120, device: str | torch.device = "cpu") -> LayerMoments:
-    """One pass of the frozen ``upstream`` (``extract_features(wav, wav_lens)``) over a data dir."""
+                    max_tokens: int | None = None, device: str | torch.device = "cpu") -> LayerMoments:
+    """One pass of the frozen ``upstream`` (``extract_features(wav, wav_lens)``) over a data dir, in batches
+    of ``max_tokens`` samples (default: speechkit.cli.INFERENCE_BATCH_SAMPLES of the device's kind)."""
+    from speechkit.cli import inference_batch_samples
     from speechkit.log import progress
 
     from .tasks import audio_batches
 
     upstream = upstream.to(device).eval()
-    batches, num, _ = audio_batches(data_dir, max_tokens=max_tokens)
+    batches, num, _ = audio_batches(data_dir, max_tokens=inference_batch_samples(max_tokens, torch.device(device)))
     ids: list[str] = []
     means: list[Tensor] = []
     covs: list[Tensor] = []
