@@ -5,6 +5,10 @@ import contextlib
 import sys
 from typing import Iterator
 
+from speechkit.runtime import keep_freed_memory
+
+keep_freed_memory()  # a CLI process re-allocates the same large activations every step (speechkit.runtime)
+
 # Errors a user can act on (a missing folder, a malformed line, a corpus in the wrong layout): every
 # corpus error class of speechkit derives from one of these. Anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError)

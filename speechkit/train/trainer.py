@@ -534,8 +534,10 @@ class Trainer:
                     self.info.world_size, self.device, self.amp_dtype or "off (fp32)", self.tc.update_freq)
         if self._ddp_note:
             logger.info("%s", self._ddp_note)
-        logger.info("threads: %d torch threads per process (OMP_NUM_THREADS=%s)", torch.get_num_threads(),
-                    os.environ.get("OMP_NUM_THREADS", "unset"))
+        from speechkit import runtime
+
+        logger.info("threads: %d torch threads per process (OMP_NUM_THREADS=%s); %s", torch.get_num_threads(),
+                    os.environ.get("OMP_NUM_THREADS", "unset"), runtime.describe())
 
     def _close_logs(self) -> None:
         if self._writer is not None:
