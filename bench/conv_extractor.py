@@ -11,9 +11,13 @@ torchaudio normalises the first layer over the whole padded batch (the padding l
 statistics); speechkit uses each utterance's valid frames. So the outputs are compared on an unpadded
 batch, where both compute the same function.
 
+Both run with the malloc setting of speechkit's command-line processes (speechkit.runtime: freed memory
+kept for reuse); --system-malloc leaves glibc's defaults, under which every large activation page-faults
+in anew (slower for both, most for mkldnn's convolutions).
+
 Usage:
     python bench/conv_extractor.py                  # both shapes, 1 and 2 threads
-    python bench/conv_extractor.py --threads 1 --reps 9
+    python bench/conv_extractor.py --threads 1 --reps 9 [--system-malloc]
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import time
 
 import torch
 
+from speechkit import runtime
 from speechkit.models.conv_extractor import DEFAULT_CONV_LAYERS, ConvFeatureExtractor
 
 TINY = ((64, 10, 5),) + ((64, 3, 2),) * 4 + ((64, 2, 2),) * 2
@@ -42,7 +47,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--system-malloc", action="store_true", help="keep glibc's malloc defaults")
     args = p.parse_args()
+    if not args.system_malloc:
+        runtime.keep_freed_memory()
+    print(runtime.describe())
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name, (layers, lengths) in SHAPES.items():

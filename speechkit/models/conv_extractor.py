@@ -54,39 +54,36 @@ class ChannelLayerNorm(nn.LayerNorm):
 
 
 class _WaveformConv(torch.autograd.Function):
-    """The first conv layer (1 input channel, kernel k, stride s) on CPU, as one GEMM over phase rows.
+    """The first conv layer (1 input channel, kernel k, stride s) on CPU: Conv1d forward, GEMM weight gradient.
 
-    mkldnn runs a 1-channel strided Conv1d far below its speed on the later layers (the mini recipe's
-    10 s batch, 64 channels, one thread: ~13 ms forward; this takes ~1.3 ms), and a GEMM over the
-    unfolded windows needs a strided gather first (~18 ms). Instead the waveform is cut into s phases,
-    ``p[c, j] = x[s j + c]`` (a reshape), and the (k, T') window matrix is stacked from ceil(k / s)
-    shifted copies of them (row ``s i + c`` holds ``x[s (t + i) + c]``, kernel tap ``s i + c``; the kernel
-    is zero-padded to a multiple of s). Then ``y = W @ windows`` and ``dL/dW = sum_b g_b @ windows_b^T``.
+    mkldnn's weight gradient of a 1-channel strided Conv1d is slow (the mini recipe's 10 s batch, 64 channels,
+    one thread: forward + backward 11.3 ms, of which the forward is 1.4 ms; Base's 512 channels on 2 x 4 s:
+    58 ms, forward 9.3 ms). Here it is one batched GEMM of the output gradient with the (k, T') window
+    matrix, ``dL/dW = sum_b g_b @ windows_b^T`` (3.9 and 25 ms forward + backward). The windows come from
+    the waveform cut into s phases, ``p[c, j] = x[s j + c]`` (a reshape, no gather): row ``s i + c`` of the
+    window matrix is phase c shifted by i, ``x[s (t + i) + c]``, kernel tap ``s i + c`` (the kernel
+    zero-padded to a multiple of s).
     """
 
     @staticmethod
     def forward(ctx, wav: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
-        c_out, _, k = weight.shape
-        taps = -(-k // stride)
-        t_out = (wav.size(1) - k) // stride + 1
-        need = (t_out + taps - 1) * stride  # samples the phases cover; the zero taps may reach past the end
-        x = wav[:, :need] if wav.size(1) >= need else F.pad(wav, (0, need - wav.size(1)))
-        phases = x.reshape(wav.size(0), -1, stride).transpose(1, 2)  # (B, s, T' + taps - 1)
-        windows = torch.cat([phases[:, :, i:i + t_out] for i in range(taps)], dim=1)  # (B, taps * s, T')
-        w = F.pad(weight.reshape(c_out, k), (0, taps * stride - k))
-        ctx.save_for_backward(wav, weight, windows)
+        ctx.save_for_backward(wav, weight)
         ctx.stride, ctx.has_bias = stride, bias is not None
-        y = torch.matmul(w, windows)  # (B, C, T')
-        return y if bias is None else y.add_(bias[None, :, None])
+        return F.conv1d(wav[:, None, :], weight, bias, stride)  # (B, C, T')
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        wav, weight, windows = ctx.saved_tensors
+        wav, weight = ctx.saved_tensors
         k, s = weight.size(2), ctx.stride
         grad_wav = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_wav = torch.nn.grad.conv1d_input((wav.size(0), 1, wav.size(1)), weight, grad, stride=s)[:, 0]
         if ctx.needs_input_grad[1]:
+            taps, t_out = -(-k // s), grad.size(2)
+            need = (t_out + taps - 1) * s  # samples the phases cover; the zero taps may reach past the end
+            x = wav[:, :need] if wav.size(1) >= need else F.pad(wav, (0, need - wav.size(1)))
+            phases = x.reshape(wav.size(0), -1, s).transpose(1, 2)  # (B, s, T' + taps - 1)
+            windows = torch.cat([phases[:, :, i:i + t_out] for i in range(taps)], dim=1)  # (B, taps * s, T')
             grad_w = torch.matmul(grad, windows.transpose(1, 2)).sum(dim=0)[:, None, :k].to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(dim=(0, 2))
@@ -94,8 +91,8 @@ class _WaveformConv(torch.autograd.Function):
 
 
 def waveform_conv(wav: Tensor, conv: nn.Conv1d) -> Tensor:
-    """(B, T) waveform through a 1-channel Conv1d -> (B, C, T'): polyphase on CPU, cuDNN's conv on CUDA."""
-    if wav.is_cuda or torch.is_autocast_enabled(wav.device.type):
+    """(B, T) waveform through a 1-channel Conv1d -> (B, C, T'); on CPU with the GEMM weight gradient."""
+    if wav.is_cuda or torch.is_autocast_enabled(wav.device.type) or not torch.is_grad_enabled():
         return conv(wav[:, None, :])
     return _WaveformConv.apply(wav, conv.weight, conv.bias, conv.stride[0])
 
@@ -222,7 +219,7 @@ class ConvLayer(nn.Module):
 class ConvFeatureExtractor(nn.Module):
     """(B, T) waveform -> (B, T', C) frames, plus valid frame counts.
 
-    On CPU the first layer (1 input channel) is always one GEMM over phase rows (``waveform_conv``).
+    On CPU the first layer (1 input channel) gets its weight gradient by one GEMM (``waveform_conv``).
     The later layers run as unfold + GEMM in a time-major layout for wide stacks: the 512-channel layers
     have kernel <= 3 and stride 2, so one matrix multiply over the unfolded windows does the same FLOPs as
     the direct convolution, and the result is already (B, T', C) for the projection, which saves the final
