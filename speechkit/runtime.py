@@ -4,7 +4,8 @@ glibc's malloc hands every large block (from 128 KiB, raised dynamically up to 3
 ``mmap`` and unmaps it again on free, and trims the heap top back to the system. A training or
 inference step allocates and frees the same large activations over and over, so each of them
 page-faults in anew: on this project's 2-core machine ``x * 2`` on a 64 MiB tensor took 48 ms that
-way and 7.4 ms with the memory kept, and the mini recipe's CTC fine-tuning step went from 128 to 93 ms.
+way and 7.4 ms with the memory kept, and the mini recipe's CTC fine-tuning step went from 128 to 93 ms
+(fixed batch shape, one process; with the recipe's varying batches and two runs side by side, ~5 %).
 :func:`keep_freed_memory` raises both thresholds to 1 GiB (``mallopt``), the effect jemalloc or
 tcmalloc give through ``LD_PRELOAD``. The cost: a process keeps the heap it has used until it exits
 (its peak is the same).
@@ -15,10 +16,7 @@ malloc already (a ``MALLOC_*_`` variable, ``glibc.malloc`` tunables, or an alloc
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
-
-logger = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters (glibc's malloc.h)
 M_MMAP_THRESHOLD = -3
