@@ -37,10 +37,12 @@ def check_job_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"--job {args.job} is outside 1..{args.nj} (--nj)")
 
 
-# Audio samples per inference batch when --max-tokens is not given: large batches keep a GPU busy; on a
-# CPU they only grow the activations past the caches (the mini recipe's CTC model, dev set, one thread:
-# 5.2 s with 240 s batches, 3.1 s with 30 s batches).
-INFERENCE_BATCH_SAMPLES = {"cuda": 16000 * 240, "cpu": 16000 * 30}
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (a usage error otherwise)."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
 
 
 def add_inference_args(p: argparse.ArgumentParser, model_help: str) -> None:
@@ -48,18 +50,10 @@ def add_inference_args(p: argparse.ArgumentParser, model_help: str) -> None:
     p.add_argument("--model", required=True, type=pathlib.Path, help=model_help)
     p.add_argument("--data-dir", required=True, type=pathlib.Path, help="data dir to run on (wav.scp, ...)")
     p.add_argument("--out", required=True, type=pathlib.Path, help="output dir")
-    p.add_argument("--max-tokens", type=int, default=None,
-                   help="audio samples per batch (default: 240 s of 16 kHz audio on a GPU, 30 s on a CPU)")
+    p.add_argument("--max-tokens", type=positive_int, default=None,
+                   help="audio samples per batch (default: 240 s of 16 kHz audio on a GPU, 30 s on a CPU; "
+                        "speechkit.downstream.tasks.INFERENCE_BATCH_SAMPLES)")
     add_device_arg(p)
-
-
-def inference_batch_samples(max_tokens: int | None, device: Any) -> int:
-    """--max-tokens, or the default of ``device``'s kind (:data:`INFERENCE_BATCH_SAMPLES`)."""
-    if max_tokens is not None:
-        if max_tokens <= 0:
-            raise SystemExit(f"--max-tokens must be positive, got {max_tokens}")
-        return max_tokens
-    return INFERENCE_BATCH_SAMPLES["cpu" if getattr(device, "type", str(device)) == "cpu" else "cuda"]
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     import torch
 
-    from speechkit.cli import inference_batch_samples, load_model, pick_device
+    from speechkit.cli import load_model, pick_device
     from speechkit.downstream.ctc_decode import CTCDecoder, DecodeConfig, decode_batches
     from speechkit.downstream.tasks import audio_batches, read_info
     from speechkit.downstream.word_grid import weight_grid, word_decode_grid
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{tok_dir}: tokenizer has {tokenizer.vocab_size} tokens but {args.model} was trained "
                          f"with {vocab}")
     grid = weight_grid(args)
-    batches, n_batches, ds = audio_batches(args.data_dir, inference_batch_samples(args.max_tokens, device))
+    batches, n_batches, ds = audio_batches(args.data_dir, args.max_tokens, device=device)
 
     def log_prob_batches():
         with torch.inference_mode():

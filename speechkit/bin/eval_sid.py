@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from speechkit.cli import inference_batch_samples, load_model, pick_device
+    from speechkit.cli import load_model, pick_device
     from speechkit.downstream.data import speaker_of
     from speechkit.downstream.metrics import sid_result_record
     from speechkit.downstream.speaker import SpeakerIDModel
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted({s for s in spk_of.values() if s not in index})
     if unknown:
         raise SystemExit(f"{args.data_dir}: {len(unknown)} speaker(s) unseen in training, e.g. {unknown[:5]}")
-    batches, n_batches, _ = audio_batches(args.data_dir, inference_batch_samples(args.max_tokens, device))
+    batches, n_batches, _ = audio_batches(args.data_dir, args.max_tokens, device=device)
     utts, preds = [], []
     with torch.inference_mode():
         for batch in progress(batches, desc="sid", total=n_batches, unit="batch"):

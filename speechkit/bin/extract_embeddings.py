@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     import torch
 
-    from speechkit.cli import inference_batch_samples, load_model, pick_device
+    from speechkit.cli import load_model, pick_device
     from speechkit.downstream.speaker import SpeakerIDModel, statistics_pooling
     from speechkit.downstream.tasks import audio_batches, upstream_of
     from speechkit.io.ark import ArkWriter
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             if not 0 <= layer < len(hs):
                 raise SystemExit(f"--layer {layer}: the upstream has hidden states 0..{len(hs) - 1}")
             return statistics_pooling(hs[layer], frame_lens)
-    batches, n_batches, ds = audio_batches(args.data_dir, inference_batch_samples(args.max_tokens, device))
+    batches, n_batches, ds = audio_batches(args.data_dir, args.max_tokens, device=device)
     args.out.mkdir(parents=True, exist_ok=True)
     count = 0
     with torch.inference_mode(), ArkWriter(args.out / "embeddings.ark", args.out / "embeddings.scp") as writer:

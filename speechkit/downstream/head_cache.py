@@ -99,14 +99,13 @@ def utterance_moments(hidden_states: Sequence[Tensor], lens: Tensor, layer_norm:
 def compute_moments(upstream: torch.nn.Module, data_dir: str | os.PathLike, *, layer_norm: bool = False,
                     max_tokens: int | None = None, device: str | torch.device = "cpu") -> LayerMoments:
     """One pass of the frozen ``upstream`` (``extract_features(wav, wav_lens)``) over a data dir, in batches
-    of ``max_tokens`` samples (default: speechkit.cli.INFERENCE_BATCH_SAMPLES of the device's kind)."""
-    from speechkit.cli import inference_batch_samples
+    of ``max_tokens`` samples (default: tasks.INFERENCE_BATCH_SAMPLES of the device's kind)."""
     from speechkit.log import progress
 
     from .tasks import audio_batches
 
     upstream = upstream.to(device).eval()
-    batches, num, _ = audio_batches(data_dir, max_tokens=inference_batch_samples(max_tokens, torch.device(device)))
+    batches, num, _ = audio_batches(data_dir, max_tokens=max_tokens, device=device)
     ids: list[str] = []
     means: list[Tensor] = []
     covs: list[Tensor] = []

@@ -92,7 +92,8 @@ class _WaveformConv(torch.autograd.Function):
 
 def waveform_conv(wav: Tensor, conv: nn.Conv1d) -> Tensor:
     """(B, T) waveform through a 1-channel Conv1d -> (B, C, T'); on CPU with the GEMM weight gradient."""
-    if wav.is_cuda or torch.is_autocast_enabled(wav.device.type) or not torch.is_grad_enabled():
+    if wav.is_cuda or torch.is_autocast_enabled(wav.device.type) or not (
+            torch.is_grad_enabled() and conv.weight.requires_grad):  # no weight gradient to compute
         return conv(wav[:, None, :])
     return _WaveformConv.apply(wav, conv.weight, conv.bias, conv.stride[0])
 
