@@ -6,9 +6,12 @@ utterance's valid frames and has a hand-written backward. This runs both on the 
 every repetition, and prints the median time of forward + backward, the ratio (native time / speechkit
 time, higher is better), and the time of the same formula left to autograd (what speechkit ran before).
 
+All three run with the malloc setting of speechkit's command-line processes (speechkit.runtime: freed
+memory kept for reuse); --system-malloc leaves glibc's defaults.
+
 Usage:
     python bench/masked_group_norm.py                  # shapes of the tiny and Base extractors, 1 and 2 threads
-    python bench/masked_group_norm.py --reps 15
+    python bench/masked_group_norm.py --reps 15 [--system-malloc]
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import time
 
 import torch
 
+from speechkit import runtime
 from speechkit.models.conv_extractor import masked_group_norm
 
 # (batch, channels, frames) of the first conv layer's output: the mini recipe's 10 s batches, HuBERT Base 2 x 4 s
@@ -37,7 +41,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=9)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--system-malloc", action="store_true", help="keep glibc's malloc defaults")
     args = p.parse_args()
+    if not args.system_malloc:
+        runtime.keep_freed_memory()
+    print(runtime.describe())
     torch.manual_seed(0)
     for threads in args.threads:
         torch.set_num_threads(threads)
