@@ -82,8 +82,9 @@ def test_training_and_decoding_go_through_the_launcher(finished_recipe):
                      ("exp/sv_fbank/log/train.log", "speechkit.bin.train_sid_cached")):
         text = (recipe / log).read_text()
         assert text.startswith("# ") and cmd in text.splitlines()[0] and "# Ended (code 0)" in text, log
-    decode_logs = sorted((recipe / "exp/log").glob("decode_hubert_iter2.*.log"))
-    assert len(decode_logs) == 2 and all("# Ended (code 0)" in p.read_text() for p in decode_logs)
+    decode_logs = sorted(recipe.glob("exp/ft_*/log/decode.log"))
+    assert len(decode_logs) == 2 and all("speechkit.bin.decode_ctc" in p.read_text().splitlines()[0]
+                                         and "# Ended (code 0)" in p.read_text() for p in decode_logs)
     # decodes leave .done markers: a re-run of stage 14 skips them and rewrites nothing
     hyp = recipe / "exp/ft_scratch_n20/decode_test_clean/hyp"
     mtime = hyp.stat().st_mtime_ns

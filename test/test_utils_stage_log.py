@@ -70,3 +70,22 @@ echo not reached
     assert res.returncode == 1 and "not reached" not in res.stdout
     assert "ERROR: failed: a (" in res.stderr
     assert (tmp_path / "b/.done").is_file() and not (tmp_path / "c/.done").exists()
+
+
+def test_a_function_job_stops_at_its_first_failing_command(tmp_path):
+    """A shell function run in the pool keeps the recipe's set -e: it stops where it fails (the old
+    `"$@" && touch` form ran it in an && list, where bash ignores set -e, so it went on past the failure and,
+    ending with a success, was marked done); a nested pool of one inside it runs its steps in order."""
+    res = _run(tmp_path, """
+mkdir -p f g
+fails() { echo step1 > f/log; false; echo step2 >> f/log; }
+nested() { _sbs_pids=(); _sbs_marks=(); _sbs_failed=""; side_by_side 1 - bash -c 'echo a >> g/log'
+  side_by_side 1 - bash -c 'echo b >> g/log'; wait_side_by_side; }
+side_by_side 2 g/.done nested
+side_by_side 2 f/.done fails
+wait_side_by_side
+""")
+    assert res.returncode == 1
+    assert (tmp_path / "f/log").read_text() == "step1\n" and not (tmp_path / "f/.done").exists()
+    assert (tmp_path / "g/log").read_text() == "a\nb\n" and (tmp_path / "g/.done").is_file()
+    assert "ERROR: failed: f (" in res.stderr

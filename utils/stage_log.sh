@@ -8,7 +8,8 @@
 #   is_done MARKER           true (and says so) when MARKER exists: re-runs skip finished work
 #   side_by_side N MARKER CMD...   run CMD in the background, at most N at a time (the next starts when one
 #                            ends), and touch MARKER when it succeeds (MARKER -: none); a stage of independent
-#                            runs, one per core instead of one after another
+#                            runs, one per core instead of one after another. CMD may be a shell function; under
+#                            set -e it stops at its first failing command (and MARKER is not written)
 #   wait_side_by_side        wait for those still running; fail the stage naming the markers not written
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   sed -n '2,/^if /{/^if /d;s/^# \{0,1\}//p}' "$0"; exit 0
@@ -34,7 +35,9 @@ _sbs_pids=(); _sbs_marks=(); _sbs_failed=""
 side_by_side() {
   local n=$1 mark=$2; shift 2
   [ -z "$_sbs_failed" ] || wait_side_by_side
-  ( "$@" && { [ "$mark" = - ] || touch "$mark"; } ) &
+  # "$@" stands alone (not in an && list), so a function run here stops at its first failing command under
+  # the recipe's set -e, as it would in the foreground
+  ( "$@"; rc=$?; if (( rc == 0 )) && [ "$mark" != - ]; then touch "$mark"; fi; exit $rc ) &
   local what=${mark%/.done}; [ "$mark" = - ] && what="'$*'"
   _sbs_pids+=($!); _sbs_marks+=("$what")
   while (( ${#_sbs_pids[@]} >= n )); do

@@ -21,13 +21,14 @@
 #  14  decode and score dev/test with both models: greedy CTC, and word-level with the lexicon and LM
 #      (LM weight / word score tuned on dev, applied to test); WER and CER
 #  15  speaker identification: the frozen pre-trained model (weighted sum of layers) and an fbank baseline,
-#      heads trained on cached hidden-state moments with early stopping on dev (when stage 13 runs as well,
-#      the heads train there, beside the fine-tuning runs)
+#      heads trained on cached hidden-state moments with early stopping on dev
 #  16  open-set speaker verification: a head trained on all but $sv_heldout speakers, trials among those
 #      held out (as VoxCeleb1-O); cosine scoring, EER/minDCF; SSL and fbank embeddings
 #  17  RESULTS.md (with plots)
+# When stage 13 runs with later stages, their work joins its pool: each fine-tuned model is decoded (14) as
+# soon as it is trained, and stages 15-16 run on the core the shorter fine-tuning frees.
 # Training (6, 11, 13, 15, 16) goes through $train_cmd and decoding (14) through $decode_cmd, set in cmd.sh
-# (local processes or Slurm); their logs are exp/<dir>/log/*.log and exp/log/decode_*.log.
+# (local processes or Slurm); their logs are exp/<dir>/log/*.log (decoding: exp/<model>/log/decode.log).
 # Stages that make something leave a .done marker and are skipped on a re-run; the reporting stages
 # (5, 10 label quality, 15-16 speaker evaluation, 17 RESULTS.md) are cheap and always run again.
 # Usage: ./run.sh [--stage N] [--stop-stage M] [--ssl hubert|wavlm|wav2vec2|data2vec] [--size tiny|default] ...
@@ -253,89 +254,65 @@ if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
   took 12
 fi
 
+# Stages 13-16 as functions: stage 13 runs the fine-tunings side by side, and when later stages are asked
+# for too, their work joins the same pool (each fine-tuning decodes its model when it ends; the speaker
+# stages need only the pre-trained model and take the core the shorter fine-tuning frees), so no core waits
+# for the from-scratch run, which trains the convolutions too and takes ~1.6x as long. Run alone, each
+# stage does its own part; finished parts leave .done markers and are skipped.
+lm="--lexicon data/lang_word/lexicon.txt --lm data/lang_word/lm$lm_order.arpa --beam $lm_beam --cer"
+decode_model() {  # stage 14 for one model: dev with the LM weight / word score grid, then test with dev's best
+  # pair; one forward pass per set gives both the greedy (decode_<set>) and the LM (decode_<set>_lm<N>) output
+  local x=$1
+  is_done exp/$x/.decode.done && return 0
+  ${decode_cmd} exp/$x/log/decode.log "export OMP_NUM_THREADS=$threads_per_job; \
+    python -m speechkit.bin.decode_ctc --model exp/$x/checkpoint_best.pt --data-dir data/$dev \
+      --out exp/$x/decode_${dev}_lm$lm_order --greedy-out exp/$x/decode_$dev $lm --lm-weight $lm_weights \
+      --word-score $word_scores && \
+    python -m speechkit.bin.decode_ctc --model exp/$x/checkpoint_best.pt --data-dir data/$test \
+      --out exp/$x/decode_${test}_lm$lm_order --greedy-out exp/$x/decode_$test $lm \
+      --tuned-from exp/$x/decode_${dev}_lm$lm_order"
+  touch exp/$x/.decode.done
+}
+finetune_model() {  # stage 13 for one model (ft_<upstream>_n<N> or ft_scratch_n<N>), then stage 14's decoding of it
+  local x=$1 n=${1##*_n} opt=""
+  [ $x != ft_scratch_n$n ] || opt="--from-scratch --set optim.lr=$scratch_lr"
+  if ! is_done exp/$x/.done; then
+    ${train_cmd} exp/$x/log/finetune.log \
+      python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
+      --tokenizer data/token_char --train-data data/train_ft$n --valid-data data/$dev --exp-dir exp/$x \
+      --resume auto $finetune_opts
+    touch exp/$x/.done
+  fi
+  [ $stop_stage -lt 14 ] || decode_model $x
+}
+ft_models=""  # fine-tuned models: the pre-trained one and the from-scratch baseline for every labeled subset
+for n in $ft_utts; do ft_models="$ft_models ft_$(basename $upstream)_n$n ft_scratch_n$n"; done
+
 sid_up=sid_$(basename $upstream)
-train_sid_heads() {  # stage 15's speaker-ID heads (SSL, fbank) into the side-by-side pool; skipped when done
+sid_stage() {  # stage 15: speaker-ID heads (SSL, fbank) on cached moments, $1 at a time, then their evaluation
   local up x
   for up in $upstream/checkpoint_last.pt fbank; do
-    x=$sid_up; [ $up = fbank ] && x=sid_fbank
+    x=$sid_up; [ $up != fbank ] || x=sid_fbank
     is_done exp/$x/.done && continue
-    side_by_side $nj exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
+    side_by_side $1 exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
       python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
       --train-data data/$train --valid-data data/$dev --exp-dir exp/$x --cache-dir exp/$x/cache $sid_opts
   done
-}
-
-if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
-  begin 13 "CTC fine-tuning of $upstream and the from-scratch baseline ($ft_utts labeled utterances)$(
-    [ $stop_stage -lt 15 ] || echo "; stage 15's speaker-ID heads beside them")"
-  # the runs go side by side, $nj at a time with $threads_per_job threads each (one small model per core
-  # trains faster than two threads on one model)
-  for n in $ft_utts; do
-    for x in ft_$(basename $upstream)_n$n ft_scratch_n$n; do
-      is_done exp/$x/.done && continue
-      opt=""; [ $x = ft_scratch_n$n ] && opt="--from-scratch --set optim.lr=$scratch_lr"
-      side_by_side $nj exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/finetune.log \
-        python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
-        --tokenizer data/token_char --train-data data/train_ft$n --valid-data data/$dev --exp-dir exp/$x \
-        --resume auto $finetune_opts
-    done
-  done
-  # Stage 15's speaker-ID heads need only the pre-trained model: when stage 15 runs too, they join this pool
-  # and take the core that the pre-trained run frees first (the from-scratch run, which trains the
-  # convolutions as well, takes ~1.7x as long)
-  [ $stop_stage -lt 15 ] || train_sid_heads
-  wait_side_by_side
-  took 13
-fi
-
-if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
-  begin 14 "decode and score $dev $test: greedy, and with the $lm_order-gram word LM"
-  # one job per model not decoded yet, as one job array through $decode_cmd (cmd.sh), one thread each
-  # (small models use two cores better as two jobs than as one with two threads). A job decodes dev
-  # with the LM weight / word score grid, then test with dev's best pair; one forward pass per set
-  # gives both the greedy (decode_<set>) and the LM (decode_<set>_lm<N>) output.
-  mkdir -p exp; todo=exp/decode_$(basename $upstream).todo; : > $todo
-  for n in $ft_utts; do
-    for x in ft_$(basename $upstream)_n$n ft_scratch_n$n; do
-      is_done exp/$x/.decode.done || echo "$x" >> $todo
-    done
-  done
-  lm="--lexicon data/lang_word/lexicon.txt --lm data/lang_word/lm$lm_order.arpa --beam $lm_beam --cer"
-  if [ -s $todo ]; then
-    ${decode_cmd} JOB=1:$(wc -l < $todo) exp/log/decode_$(basename $upstream).JOB.log \
-      "x=\$(sed -n JOBp $todo); export OMP_NUM_THREADS=1; \
-       python -m speechkit.bin.decode_ctc --model exp/\$x/checkpoint_best.pt --data-dir data/$dev \
-         --out exp/\$x/decode_${dev}_lm$lm_order --greedy-out exp/\$x/decode_$dev $lm \
-         --lm-weight $lm_weights --word-score $word_scores && \
-       python -m speechkit.bin.decode_ctc --model exp/\$x/checkpoint_best.pt --data-dir data/$test \
-         --out exp/\$x/decode_${test}_lm$lm_order --greedy-out exp/\$x/decode_$test $lm \
-         --tuned-from exp/\$x/decode_${dev}_lm$lm_order && touch exp/\$x/.decode.done"
-  fi
-  took 14
-fi
-
-if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
-  begin 15 "speaker identification: frozen $upstream vs the fbank baseline (heads on cached moments)"
-  # SSL and fbank heads side by side ($nj at a time, $threads_per_job threads each; trained during stage 13
-  # already when both stages run), then their evaluations
-  train_sid_heads
   wait_side_by_side
   for x in $sid_up sid_fbank; do
-    side_by_side $nj - nthreads $threads_per_job python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt \
+    side_by_side $1 - nthreads $threads_per_job python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt \
       --data-dir data/$test --out exp/$x/eval_$test
   done
   wait_side_by_side
-  took 15
-fi
-
+}
 eval_sv() {  # embeddings of the held-out speakers' utterances by the head exp/$1, EER and minDCF of the trials
   nthreads $threads_per_job python -m speechkit.bin.extract_embeddings --model exp/$1/checkpoint_best.pt \
     --data-dir data/sv_eval --out exp/$1/embed_sv_eval
   python -m speechkit.bin.compute_eer --trials data/sv_eval/trials --embeddings exp/$1/embed_sv_eval/embeddings.scp \
     --out exp/$1/sv_eval
 }
-if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
-  begin 16 "open-set speaker verification: $sv_heldout held-out speakers (cosine scoring, EER, minDCF)"
+sv_stage() {  # stage 16: verification heads on the seen speakers ($1 at a time), trials among the held-out ones
+  local up x y s
   if ! is_done data/.sv.done; then
     # the last $sv_heldout readers are never seen by the verification head; its training uses the others
     cut -d' ' -f1 data/$train/utt2spk | cut -d- -f1 | sort -u | tail -n $sv_heldout > data/sv_heldout_readers
@@ -355,17 +332,59 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
   fi
   # sv_train and sv_dev are subsets of $train and $dev: their moments come from stage 15's cache (--reuse-cache)
   for up in $upstream/checkpoint_last.pt fbank; do
-    x=sv_$(basename $upstream); y=$sid_up; [ $up = fbank ] && { x=sv_fbank; y=sid_fbank; }
+    x=sv_$(basename $upstream); y=$sid_up; [ $up != fbank ] || { x=sv_fbank; y=sid_fbank; }
     is_done exp/$x/.done && continue
-    side_by_side $nj exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
+    side_by_side $1 exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
       python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config --train-data data/sv_train \
       --valid-data data/sv_dev --exp-dir exp/$x --reuse-cache exp/$y/cache --set model.embed_dim=$sv_embed_dim $sid_opts
   done
   wait_side_by_side
   for x in sv_$(basename $upstream) sv_fbank; do
-    side_by_side $nj - eval_sv $x
+    side_by_side $1 - eval_sv $x
   done
   wait_side_by_side
+}
+speaker_pooled=false  # stage 13 ran stages 15 (and 16) in its pool
+speaker_stages() {  # stages 15 (and 16) one after the other inside one job of stage 13's pool: a pool of one
+  _sbs_pids=(); _sbs_marks=(); _sbs_failed=""  # this subshell's own pool
+  sid_stage 1
+  [ $stop_stage -lt 16 ] || sv_stage 1
+}
+
+if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
+  also=""; [ $stop_stage -lt 14 ] || also="; decoding each when it ends"
+  [ $stop_stage -lt 15 ] || also="$also; the speaker stages$( [ $stop_stage -lt 16 ] && echo " (15)" || echo " (15, 16)") beside them"
+  begin 13 "CTC fine-tuning of $upstream and the from-scratch baseline ($ft_utts labeled utterances)$also"
+  # $nj runs side by side with $threads_per_job threads each (one small model per core trains faster than
+  # two threads on one model)
+  for x in $ft_models; do
+    side_by_side $nj - finetune_model $x
+  done
+  if [ $stop_stage -ge 15 ]; then side_by_side $nj - speaker_stages; speaker_pooled=true; fi
+  wait_side_by_side
+  took 13
+fi
+
+if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
+  begin 14 "decode and score $dev $test: greedy, and with the $lm_order-gram word LM"
+  # one job per model not decoded yet (stage 13 decodes each model when it ends, if this stage was asked
+  # for), $nj side by side through $decode_cmd (cmd.sh)
+  for x in $ft_models; do
+    side_by_side $nj - decode_model $x
+  done
+  wait_side_by_side
+  took 14
+fi
+
+if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
+  begin 15 "speaker identification: frozen $upstream vs the fbank baseline (heads on cached moments)"
+  if $speaker_pooled; then log "  ran in stage 13's pool (exp/$sid_up, exp/sid_fbank)"; else sid_stage $nj; fi
+  took 15
+fi
+
+if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
+  begin 16 "open-set speaker verification: $sv_heldout held-out speakers (cosine scoring, EER, minDCF)"
+  if $speaker_pooled; then log "  ran in stage 13's pool (exp/sv_$(basename $upstream), exp/sv_fbank)"; else sv_stage $nj; fi
   took 16
 fi
 
