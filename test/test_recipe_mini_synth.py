@@ -26,6 +26,18 @@ def test_every_stage_ran_and_was_timed(finished_recipe):
         assert re.search(rf"stage {n} took \d+ s", log), f"stage {n} printed no timing"
 
 
+def test_later_stages_ran_in_stage_13s_pool(finished_recipe):
+    """A full run decodes each fine-tuned model and runs the speaker stages inside stage 13's pool; stages
+    14-16 then find that work done and do not repeat it."""
+    _, log = finished_recipe
+    stages = {int(m.group(1)): m.start() for m in re.finditer(r"Stage (\d+): ", log)}
+    in_13, in_14 = log[stages[13]:stages[14]], log[stages[14]:stages[15]]
+    assert "decoding each when it ends" in in_13 and "the speaker stages (15, 16) beside them" in in_13
+    for x in ("ft_hubert_iter2_n20", "ft_scratch_n20"):
+        assert f"exp/{x}/.decode.done exists; skipping" in in_14
+    assert "ran in stage 13's pool" in log[stages[15]:stages[16]] and "ran in stage 13's pool" in log[stages[16]:]
+
+
 def test_label_quality_reports_for_both_iterations(finished_recipe):
     recipe, _ = finished_recipe
     for tag in ("mfcc20", "hubert1_l2_20"):

@@ -67,6 +67,24 @@ def test_cores_default_is_nproc_not_an_inherited_omp_setting(recipe):
     assert v["cores"] == str(n) and v["threads_per_job"] == str(n)
 
 
+def pooled_functions(text: str) -> set[str]:
+    """Shell functions that the script only ever starts through `side_by_side $nj - <function>`."""
+    out = set()
+    for f in re.findall(r"^(\w+)\(\) \{", text, re.M):
+        calls = [ln for ln in text.splitlines() if re.search(rf"\b{f}\b", ln) and not ln.lstrip().startswith(f"{f}()")]
+        if calls and all(f"side_by_side $nj - {f}" in ln for ln in calls):
+            out.add(f)
+    return out
+
+
+def enclosing_function(text: str, pos: int) -> str | None:
+    """The shell function whose body (`f() {` up to the next line that is `}`) holds position `pos`."""
+    for m in re.finditer(r"^(\w+)\(\) \{", text, re.M):
+        if m.start() < pos < text.find("\n}", m.end()):
+            return m.group(1)
+    return None
+
+
 @pytest.mark.parametrize("run_sh", sorted(ROOT.glob("egs/*/*/run.sh")), ids=lambda p: str(p.parent.relative_to(ROOT)))
 def test_every_recipe_sets_threads_per_job(run_sh):
     text = run_sh.read_text()
@@ -77,12 +95,15 @@ def test_every_recipe_sets_threads_per_job(run_sh):
     text = re.sub(r"(^|\s)#.*$", "", text.replace("\\\n", " "), flags=re.M)  # one line per command, no comments
     for m in re.finditer(r"speechkit\.bin\.(dump_features|dump_layer_features)\b.*$", text, re.M):
         assert "--num-threads $threads_per_job" in m.group(0), f"{run_sh}: {m.group(1)} without --num-threads"
-    # a training run alone gets every core; runs side by side (utils/stage_log.sh) a job's share
+    # a training run alone gets every core; runs side by side (utils/stage_log.sh) a job's share, also when
+    # the run is inside a shell function that the recipe only ever starts side by side
+    pooled = pooled_functions(text)
     for m in re.finditer(r"^.*speechkit\.bin\.(pretrain|finetune_ctc|train_downstream|train_sid_cached)\b.*$",
                          text, re.M):
         line = m.group(0)
         ok = ("side_by_side $nj" in line and "nthreads $threads_per_job" in line) or (
-            "side_by_side" not in line and "nthreads $train_threads" in line)
+            "side_by_side" not in line and "nthreads $train_threads" in line) or (
+            enclosing_function(text, m.start()) in pooled and "nthreads $threads_per_job" in line)
         assert ok, f"{run_sh}: {line.strip()}"
 
 

@@ -277,7 +277,7 @@ finetune_model() {  # stage 13 for one model (ft_<upstream>_n<N> or ft_scratch_n
   local x=$1 n=${1##*_n} opt=""
   [ $x != ft_scratch_n$n ] || opt="--from-scratch --set optim.lr=$scratch_lr"
   if ! is_done exp/$x/.done; then
-    ${train_cmd} exp/$x/log/finetune.log \
+    nthreads $threads_per_job ${train_cmd} exp/$x/log/finetune.log \
       python -m speechkit.bin.finetune_ctc --config $finetune_config --init $upstream/checkpoint_last.pt $opt \
       --tokenizer data/token_char --train-data data/train_ft$n --valid-data data/$dev --exp-dir exp/$x \
       --resume auto $finetune_opts
@@ -290,17 +290,17 @@ for n in $ft_utts; do ft_models="$ft_models ft_$(basename $upstream)_n$n ft_scra
 
 sid_up=sid_$(basename $upstream)
 sid_stage() {  # stage 15: speaker-ID heads (SSL, fbank) on cached moments, $1 at a time, then their evaluation
-  local up x
+  local nj=$1 up x
   for up in $upstream/checkpoint_last.pt fbank; do
     x=$sid_up; [ $up != fbank ] || x=sid_fbank
     is_done exp/$x/.done && continue
-    side_by_side $1 exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
+    side_by_side $nj exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
       python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config \
       --train-data data/$train --valid-data data/$dev --exp-dir exp/$x --cache-dir exp/$x/cache $sid_opts
   done
   wait_side_by_side
   for x in $sid_up sid_fbank; do
-    side_by_side $1 - nthreads $threads_per_job python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt \
+    side_by_side $nj - nthreads $threads_per_job python -m speechkit.bin.eval_sid --model exp/$x/checkpoint_best.pt \
       --data-dir data/$test --out exp/$x/eval_$test
   done
   wait_side_by_side
@@ -312,7 +312,7 @@ eval_sv() {  # embeddings of the held-out speakers' utterances by the head exp/$
     --out exp/$1/sv_eval
 }
 sv_stage() {  # stage 16: verification heads on the seen speakers ($1 at a time), trials among the held-out ones
-  local up x y s
+  local nj=$1 up x y s
   if ! is_done data/.sv.done; then
     # the last $sv_heldout readers are never seen by the verification head; its training uses the others
     cut -d' ' -f1 data/$train/utt2spk | cut -d- -f1 | sort -u | tail -n $sv_heldout > data/sv_heldout_readers
@@ -334,13 +334,13 @@ sv_stage() {  # stage 16: verification heads on the seen speakers ($1 at a time)
   for up in $upstream/checkpoint_last.pt fbank; do
     x=sv_$(basename $upstream); y=$sid_up; [ $up != fbank ] || { x=sv_fbank; y=sid_fbank; }
     is_done exp/$x/.done && continue
-    side_by_side $1 exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
+    side_by_side $nj exp/$x/.done nthreads $threads_per_job ${train_cmd} exp/$x/log/train.log \
       python -m speechkit.bin.train_sid_cached --upstream $up --config $sid_config --train-data data/sv_train \
       --valid-data data/sv_dev --exp-dir exp/$x --reuse-cache exp/$y/cache --set model.embed_dim=$sv_embed_dim $sid_opts
   done
   wait_side_by_side
   for x in sv_$(basename $upstream) sv_fbank; do
-    side_by_side $1 - eval_sv $x
+    side_by_side $nj - eval_sv $x
   done
   wait_side_by_side
 }
