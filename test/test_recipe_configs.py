@@ -78,3 +78,17 @@ def test_lrs3_values_are_the_anchors():
     assert (vsr.optim.lr, vsr.trainer.max_updates, vsr.schedule.warmup_updates, vsr.schedule.decay_updates) == \
         (1.0e-3, 30000, 10000, 20000)
     assert vsr.model["label_smoothing"] == 0.1 and vsr.schedule.name == "tri_stage"
+
+
+@pytest.mark.parametrize("ssl", ["hubert", "wavlm"])
+def test_mini_recipe_default_layer_exists_in_every_iterated_objective(ssl):
+    """`./run.sh --ssl <ssl>` clusters layer $layer of iteration 1 (stage 7): the model must have it (the
+    WavLM config once had 2 layers, so the default run stopped there)."""
+    from speechkit.models.registry import resolve_config
+
+    recipe = ROOT / "egs/mini_synth/ssl1"
+    run_sh = (recipe / "run.sh").read_text()
+    layer = int(re.search(r"^layer=(\d+)", run_sh, re.M).group(1))
+    conf = re.search(rf"^  {ssl}\) : \"\$\{{pretrain1_config:=(\S+?)\}}\"", run_sh, re.M).group(1)
+    layers = resolve_config(dict(_load(recipe / conf).model)).encoder.num_layers
+    assert layers >= layer, f"{conf}: {layers} layers, but run.sh clusters layer {layer}"
