@@ -35,7 +35,7 @@ demo-av: install-runtime  # the LRS3-layout corpus only; stages 3, 5 (VoxCeleb2)
 	@echo "== $(DEMO_AV)/RESULTS.md"; cat $(DEMO_AV)/RESULTS.md
 
 bench: install
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from speechkit import runtime
+from _common import add_malloc_option, an4_waveforms, apply_malloc_option
 from speechkit.models.conv_extractor import DEFAULT_CONV_LAYERS, ConvFeatureExtractor
 
 TINY = ((64, 10, 5),) + ((64, 3, 2),) * 4 + ((64, 2, 2),) * 2
@@ -47,22 +47,27 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--system-malloc", action="store_true", help="keep glibc's malloc defaults")
+    add_malloc_option(p)
     args = p.parse_args()
-    if not args.system_malloc:
-        runtime.keep_freed_memory()
-    print(runtime.describe())
+    apply_malloc_option(args)
+    real = an4_waveforms()
+    kinds = {name: (layers, [torch.randn(n) * 0.1 for n in lengths]) for name, (layers, lengths) in SHAPES.items()}
+    for layers, label in ((TINY, "tiny"), (DEFAULT_CONV_LAYERS, "base")):
+        if real:
+            kinds[f"{label}, real AN4 ({len(real)} utts, {sum(map(len, real)) / 16000:.0f} s)"] = (
+                layers, [torch.from_numpy(w) for w in real])
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for name, (layers, lengths) in SHAPES.items():
+        for name, (layers, waves) in kinds.items():
             torch.manual_seed(0)
             ours = ConvFeatureExtractor(layers)
             ta = torchaudio_extractor(layers)
             ta.load_state_dict(ours.state_dict())
+            lengths = [len(w) for w in waves]
             lens = torch.tensor(lengths)
-            wav = torch.randn(len(lengths), max(lengths)) * 0.1
-            for b, n in enumerate(lengths):
-                wav[b, n:] = 0
+            wav = torch.zeros(len(waves), max(lengths))
+            for b, w in enumerate(waves):
+                wav[b, : len(w)] = w
             runs = {"speechkit": lambda: ours(wav, lens)[0], "torchaudio": lambda: ta(wav, lens)[0]}
             fwd: dict[str, list[float]] = {k: [] for k in runs}
             both: dict[str, list[float]] = {k: [] for k in runs}

@@ -5,6 +5,8 @@ padded batch (padding leaks into the statistics); speechkit's ``masked_group_nor
 utterance's valid frames and has a hand-written backward. This runs both on the same tensors, alternating
 every repetition, and prints the median time of forward + backward, the ratio (native time / speechkit
 time, higher is better), and the time of the same formula left to autograd (what speechkit ran before).
+Data kinds: the tiny and Base extractors' first-layer shapes (one full-length utterance, the rest at 3/4), and
+the frame counts of the real AN4 recordings of shared/fixtures (eight short utterances; skipped when absent).
 
 All three run with the malloc setting of speechkit's command-line processes (speechkit.runtime: freed
 memory kept for reuse); --system-malloc leaves glibc's defaults.
@@ -21,7 +23,7 @@ import time
 
 import torch
 
-from speechkit import runtime
+from _common import add_malloc_option, an4_waveforms, apply_malloc_option
 from speechkit.models.conv_extractor import masked_group_norm
 
 # (batch, channels, frames) of the first conv layer's output: the mini recipe's 10 s batches, HuBERT Base 2 x 4 s
@@ -41,18 +43,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=9)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--system-malloc", action="store_true", help="keep glibc's malloc defaults")
+    add_malloc_option(p)
     args = p.parse_args()
-    if not args.system_malloc:
-        runtime.keep_freed_memory()
-    print(runtime.describe())
+    apply_malloc_option(args)
+    # (channels, valid frames per utterance): one full-length utterance and the rest at 3/4, and the
+    # first-layer frame counts (stride 5) of the real AN4 recordings, many short utterances in one batch
+    kinds = {name: (c, [t] + [t * 3 // 4] * (b - 1)) for name, (b, c, t) in SHAPES.items()}
+    real = an4_waveforms()
+    if real:
+        kinds[f"real AN4 lengths ({len(real)} x 64 x <= {len(real[0]) // 5})"] = (64, [len(w) // 5 for w in real])
     torch.manual_seed(0)
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for name, (b, c, t) in SHAPES.items():
+        for name, (c, lens) in kinds.items():
+            b, t = len(lens), max(lens)
             norm = torch.nn.GroupNorm(c, c)
             x = torch.randn(b, c, t, requires_grad=True)
-            lengths = torch.tensor([t] + [t * 3 // 4] * (b - 1))
+            lengths = torch.tensor(lens)
             grad = torch.randn(b, c, t)
             runs = {"speechkit": lambda: masked_group_norm(x, lengths, norm), "native": lambda: norm(x),
                     "autograd": lambda: by_autograd(x, lengths, norm)}

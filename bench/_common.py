@@ -1,0 +1,35 @@
+"""What several bench scripts share: the malloc option, and real recordings from the shared fixtures.
+
+``bench/`` is on ``sys.path`` when a script runs as ``python bench/<name>.py``, so they ``import _common``.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+import numpy as np
+
+from speechkit import runtime
+
+AN4_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "an4"
+
+
+def add_malloc_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--system-malloc", action="store_true", help="keep glibc's malloc defaults")
+
+
+def apply_malloc_option(args: argparse.Namespace) -> None:
+    """The malloc setting of speechkit's command-line processes unless --system-malloc; says which."""
+    if not args.system_malloc:
+        runtime.keep_freed_memory()
+    print(runtime.describe())
+
+
+def an4_waveforms() -> list[np.ndarray]:
+    """The real AN4 recordings of shared/fixtures (16 kHz, 0.7-2.9 s), longest first; [] when absent."""
+    from speechkit.io.audio import load_audio
+
+    files = sorted(AN4_DIR.glob("wav/**/*.sph"))
+    if not files:
+        print(f"({AN4_DIR} not found: the real-recording rows are skipped)")
+    return sorted((load_audio(str(f), sample_rate=16000) for f in files), key=len, reverse=True)
