@@ -1,4 +1,4 @@
-"""What several bench scripts share: the malloc option, and real recordings from the shared fixtures.
+"""What several bench scripts share: their options and the malloc setting, and real recordings from the shared fixtures.
 
 ``bench/`` is on ``sys.path`` when a script runs as ``python bench/<name>.py``, so they ``import _common``.
 """
@@ -14,15 +14,18 @@ from speechkit import runtime
 AN4_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "an4"
 
 
-def add_malloc_option(p: argparse.ArgumentParser) -> None:
+def parse_kernel_bench_args(doc: str, reps: int) -> argparse.Namespace:
+    """--reps, --threads (1 and 2) and --system-malloc of a kernel bench; applies the malloc setting of
+    speechkit's command-line processes unless --system-malloc, and says which."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=reps)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--system-malloc", action="store_true", help="keep glibc's malloc defaults")
-
-
-def apply_malloc_option(args: argparse.Namespace) -> None:
-    """The malloc setting of speechkit's command-line processes unless --system-malloc; says which."""
+    args = p.parse_args()
     if not args.system_malloc:
         runtime.keep_freed_memory()
     print(runtime.describe())
+    return args
 
 
 def an4_waveforms() -> list[np.ndarray]:

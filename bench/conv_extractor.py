@@ -21,13 +21,12 @@ Usage:
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 
-from _common import add_malloc_option, an4_waveforms, apply_malloc_option
+from _common import an4_waveforms, parse_kernel_bench_args
 from speechkit.models.conv_extractor import DEFAULT_CONV_LAYERS, ConvFeatureExtractor
 
 TINY = ((64, 10, 5),) + ((64, 3, 2),) * 4 + ((64, 2, 2),) * 2
@@ -44,12 +43,7 @@ def torchaudio_extractor(layers) -> torch.nn.Module:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--reps", type=int, default=7)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    add_malloc_option(p)
-    args = p.parse_args()
-    apply_malloc_option(args)
+    args = parse_kernel_bench_args(__doc__, reps=7)
     real = an4_waveforms()
     kinds = {name: (layers, [torch.randn(n) * 0.1 for n in lengths]) for name, (layers, lengths) in SHAPES.items()}
     for layers, label in ((TINY, "tiny"), (DEFAULT_CONV_LAYERS, "base")):

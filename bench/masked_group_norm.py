@@ -17,13 +17,12 @@ Usage:
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 
-from _common import add_malloc_option, an4_waveforms, apply_malloc_option
+from _common import an4_waveforms, parse_kernel_bench_args
 from speechkit.models.conv_extractor import masked_group_norm
 
 # (batch, channels, frames) of the first conv layer's output: the mini recipe's 10 s batches, HuBERT Base 2 x 4 s
@@ -40,12 +39,7 @@ def by_autograd(x: torch.Tensor, lengths: torch.Tensor, norm: torch.nn.GroupNorm
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--reps", type=int, default=9)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    add_malloc_option(p)
-    args = p.parse_args()
-    apply_malloc_option(args)
+    args = parse_kernel_bench_args(__doc__, reps=9)
     # (channels, valid frames per utterance): one full-length utterance and the rest at 3/4, and the
     # first-layer frame counts (stride 5) of the real AN4 recordings, many short utterances in one batch
     kinds = {name: (c, [t] + [t * 3 // 4] * (b - 1)) for name, (b, c, t) in SHAPES.items()}
