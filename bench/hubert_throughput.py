@@ -15,6 +15,12 @@ the same work. Labels are random 50 Hz units (the same tensor for both). CPU pea
 resident set size above the level before the step, sampled every millisecond by a thread; on CUDA it is
 torch.cuda.max_memory_allocated. On a shared CPU the wall times are noisy, so the process CPU time per
 step is printed too (less sensitive to other processes, though OpenMP spin-waiting still inflates it).
+
+The FLOPs of one step are counted with torch.utils.flop_counter (matrix products and convolutions,
+forward and backward) and set against this machine's measured GEMM peak (a large square matmul in the
+same precision and thread count): the share of that peak each model reaches (a model-FLOPs utilisation
+against what this device's matmul actually delivers, not its datasheet), and the ceiling on the ratio
+that any implementation of the same FLOPs could reach (all its FLOPs at the GEMM peak, nothing else).
 """
 from __future__ import annotations
 
@@ -85,6 +91,33 @@ def step_torchaudio(model: torch.nn.Module, batch: dict) -> float:
     return float(loss.detach())
 
 
+def step_flops(step, model: torch.nn.Module, batch: dict, amp: bool) -> float:
+    """FLOPs of one forward + backward step (matmuls and convolutions), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model.zero_grad(set_to_none=True)
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    with FlopCounterMode(display=False) as counter, ctx:
+        step(model, batch)
+    return float(counter.get_total_flops())
+
+
+def gemm_peak(device: torch.device, amp: bool) -> float:
+    """FLOP/s of a square matmul in the step's precision (2048 on CPU, 8192 on CUDA), best of 5."""
+    n = 8192 if device.type == "cuda" else 2048
+    dtype = torch.bfloat16 if amp else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    best = float("inf")
+    for _ in range(6):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -137,6 +170,8 @@ def main() -> None:
             dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         return dt, cpu, mem.peak
 
+    flops = {name: step_flops(steps[name], models[name], batch, amp) for name in models}
+    gemm_rate = gemm_peak(device, amp)
     times: dict[str, list[float]] = {k: [] for k in models}
     cpu_times: dict[str, list[float]] = {k: [] for k in models}
     peaks: dict[str, int] = {k: 0 for k in models}
@@ -164,6 +199,13 @@ def main() -> None:
     print(f"hubert base fwd+bwd throughput: speechkit {thr['speechkit']:.2f} audio-s/s, torchaudio "
           f"{thr['torchaudio']:.2f} audio-s/s, memory {peaks['speechkit'] / 2**20:.0f} vs "
           f"{peaks['torchaudio'] / 2**20:.0f} MiB, ratio {thr['speechkit'] / thr['torchaudio']:.2f}x")
+    for name in models:
+        rate = flops[name] / statistics.median(times[name])
+        print(f"{name}: {flops[name] / 1e9:.1f} GFLOP per step, {rate / 1e9:.0f} GFLOP/s = "
+              f"{100 * rate / gemm_rate:.0f} % of this device's measured GEMM peak ({gemm_rate / 1e9:.0f} GFLOP/s)")
+    ceiling = statistics.median(times["torchaudio"]) / (flops["speechkit"] / gemm_rate)
+    print(f"hubert base ceiling: speechkit's FLOPs at the GEMM peak and no other cost would be "
+          f"{ceiling:.2f}x torchaudio")
     if device.type == "cpu":
         ratio_cpu = statistics.median(cpu_times["torchaudio"]) / statistics.median(cpu_times["speechkit"])
         print(f"hubert base fwd+bwd CPU time per step: speechkit {statistics.median(cpu_times['speechkit']):.2f} s, "

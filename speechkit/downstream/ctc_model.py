@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from speechkit.models import register_model
 from speechkit.models.config_utils import ModelConfig, config_to_dict
+from speechkit.models.dropout import Dropout
 from speechkit.models.encoder import EncoderConfig
 
 from speechkit.text.scoring import align
@@ -119,7 +120,7 @@ class CTCModel(nn.Module):
         self.encoder = build_upstream({"type": "encoder", **cfg.encoder_kind, "encoder": config_to_dict(cfg.encoder)})
         if cfg.freeze_feature_extractor:
             self.encoder.feature_extractor.requires_grad_(False)
-        self.final_dropout = nn.Dropout(cfg.final_dropout)
+        self.final_dropout = Dropout(cfg.final_dropout)
         self.lm_head = nn.Linear(cfg.encoder.embed_dim, cfg.vocab_size)
         # fairseq's Linear() for the CTC projection: xavier weights, zero bias
         nn.init.xavier_uniform_(self.lm_head.weight)
@@ -241,7 +242,7 @@ class ProbeCTCModel(nn.Module):
         from .speaker import _hidden_dim
 
         dim = _hidden_dim(model)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         if cfg.head == "lstm":
             self.lstm: nn.LSTM | None = nn.LSTM(dim, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True,
                                                 bidirectional=True, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.models.config_utils import config_from_dict, config_to_dict
+from speechkit.models.dropout import Dropout
 
 from .beam_search import CTCPrefixScorer, Hypothesis, beam_search
 from .seq2seq_decoder import DecoderConfig, TransformerDecoder, decoder_config
@@ -209,7 +210,7 @@ class Seq2SeqModel(nn.Module):
         self.config = cfg
         self.encoder = encoder if encoder is not None else build_encoder(cfg.encoder)
         d = self.encoder.output_dim
-        self.final_dropout = nn.Dropout(cfg.final_dropout)
+        self.final_dropout = Dropout(cfg.final_dropout)
         self.decoder = TransformerDecoder(cfg.decoder, cfg.vocab_size, d)
         self.ctc_proj = nn.Linear(d, cfg.vocab_size) if cfg.ctc_weight > 0 else None
         self.num_updates = 0

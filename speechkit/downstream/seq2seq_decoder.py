@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.models.config_utils import config_from_dict, config_to_dict
+from speechkit.models.dropout import Dropout, attention
 
 
 @dataclass
@@ -120,8 +121,7 @@ class MultiheadAttention(nn.Module):
     def forward(self, q_in: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         """q_in (B, Tq, D); k, v (B, H, Tk, d); mask broadcastable to (B, H, Tq, Tk), True = may attend."""
         q = self.split(self.q_proj(q_in))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = attention(q, k, v, mask, dropout_p=self.dropout if self.training else 0.0)
         b, _, tq, _ = y.shape
         return self.out_proj(y.transpose(1, 2).reshape(b, tq, -1))
 
@@ -138,8 +138,8 @@ class DecoderLayer(nn.Module):
         self.fc1 = nn.Linear(d, cfg.ffn_dim)
         self.fc2 = nn.Linear(cfg.ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.activation_dropout = nn.Dropout(cfg.activation_dropout)
+        self.dropout = Dropout(cfg.dropout)
+        self.activation_dropout = Dropout(cfg.activation_dropout)
 
     def _block(self, x: Tensor, ln: nn.LayerNorm, fn) -> Tensor:
         if self.normalize_before:
@@ -183,7 +183,7 @@ class TransformerDecoder(nn.Module):
             self.embed_out = None
         else:
             self.embed_out = nn.Parameter(torch.empty(vocab_size, d).normal_(0.0, d ** -0.5))
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def encoder_states(self, enc: Tensor, enc_pad: Tensor | None) -> dict[str, Any]:
         """Per-layer encoder keys/values and the attention mask, computed once per utterance."""

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from speechkit.models import register_model
 from speechkit.models.config_utils import ModelConfig
+from speechkit.models.dropout import Dropout
 
 from .featurizer import Upstream, WeightedSumFeaturizer, build_upstream, frames_mask, upstream_module, upstream_spec
 
@@ -85,7 +86,7 @@ class SpeakerIDModel(nn.Module):
         pooled = 2 * dim
         self.norm = PooledBatchNorm(pooled) if cfg.batch_norm else nn.Identity()
         self.embed = nn.Linear(pooled, cfg.embed_dim) if cfg.embed_dim > 0 else None
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.embed_dim if cfg.embed_dim > 0 else pooled, len(cfg.speakers))
 
     @classmethod

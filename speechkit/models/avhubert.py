@@ -59,6 +59,7 @@ from torch import Tensor, nn
 
 from .config_utils import config_from_dict, config_to_dict
 from .conv_extractor import lengths_to_padding_mask
+from .dropout import Dropout
 from .encoder import EncoderConfig, GradMultiply
 from .hubert import align_labels, masked_prediction_loss
 from .lip_resnet import LipResNet
@@ -199,7 +200,7 @@ class AVHubertEncoder(nn.Module):
         self.feature_extractor_video = VideoFrontend(d, cfg.resnet_width)
         self.layer_norm = nn.LayerNorm(2 * d, eps=enc.layer_norm_eps)
         self.post_extract_proj = nn.Linear(2 * d, d)
-        self.dropout_input = nn.Dropout(enc.dropout_input)
+        self.dropout_input = Dropout(enc.dropout_input)
         mask_dim = cfg.audio_feat_dim if cfg.masking_type == "input" else d
         self.mask_emb = nn.Parameter(torch.empty(mask_dim).uniform_())
         self.encoder = TransformerEncoder(

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .config_utils import config_from_dict, config_to_dict
 from .conv_extractor import DEFAULT_CONV_LAYERS, ConvFeatureExtractor, ConvSpec, lengths_to_padding_mask
+from .dropout import Dropout
 from .masking import compute_channel_mask, compute_mask_indices
 from .transformer import TransformerEncoder
 
@@ -122,7 +123,7 @@ class FeatureProjection(nn.Module):
         super().__init__()
         self.layer_norm = nn.LayerNorm(in_dim, eps=eps)
         self.projection = nn.Linear(in_dim, out_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # (B, T, C) -> (B, T, D), (B, T, C)
         normed = self.layer_norm(x)
@@ -143,7 +144,7 @@ class SSLEncoder(nn.Module):
             pos_conv_groups=cfg.pos_conv_groups, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
             activation_dropout=cfg.activation_dropout, layerdrop=cfg.layerdrop, eps=cfg.layer_norm_eps,
         )
-        self.dropout_features = nn.Dropout(cfg.dropout_features)
+        self.dropout_features = Dropout(cfg.dropout_features)
 
     @property
     def num_layers(self) -> int:

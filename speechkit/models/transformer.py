@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from .dropout import Dropout, attention
+
 
 class ConvPositionalEmbedding(nn.Module):
     """Relative positional information from a wide grouped conv over time (wav2vec 2.0).
@@ -79,8 +81,7 @@ class SelfAttention(nn.Module):
                 mask = mask.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
         elif key_padding_mask is not None:
             mask = ~key_padding_mask[:, None, None, :]  # bool, True = may attend; (B, 1, 1, T)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = attention(q, k, v, mask, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(b, t, d)
         return self.out_proj(y)
 
@@ -89,9 +90,9 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, ffn_dim: int, activation_dropout: float, dropout: float) -> None:
         super().__init__()
         self.intermediate_dense = nn.Linear(dim, ffn_dim)
-        self.intermediate_dropout = nn.Dropout(activation_dropout)
+        self.intermediate_dropout = Dropout(activation_dropout)
         self.output_dense = nn.Linear(ffn_dim, dim)
-        self.output_dropout = nn.Dropout(dropout)
+        self.output_dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
         x = self.intermediate_dropout(F.gelu(self.intermediate_dense(x)))
@@ -105,7 +106,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.layer_norm_first = layer_norm_first
         self.attention = SelfAttention(dim, num_heads, attention_dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layer_norm = nn.LayerNorm(dim, eps=eps)
         self.feed_forward = FeedForward(dim, ffn_dim, activation_dropout, dropout)
         self.final_layer_norm = nn.LayerNorm(dim, eps=eps)
@@ -133,7 +134,7 @@ class TransformerEncoder(nn.Module):
         self.layerdrop = layerdrop
         self.pos_conv_embed = ConvPositionalEmbedding(dim, pos_conv_kernel, pos_conv_groups)
         self.layer_norm = nn.LayerNorm(dim, eps=eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList([
             EncoderLayer(dim, num_heads, ffn_dim, dropout, attention_dropout, activation_dropout,
                          layer_norm_first, eps)
