@@ -12,7 +12,9 @@ Usage:
 Both models use the Base hyperparameters (dropout 0.1, mask_prob 0.8, mask_length 10,
 feature_grad_mult 0.1, final_dim 256, 100 classes) with LayerDrop set to 0 in both, so every step does
 the same work. Labels are random 50 Hz units (the same tensor for both). CPU peak memory is the peak
-resident set size above the level before the step, sampled every millisecond by a thread; on CUDA it is
+resident set size above the level before the step (malloc's cached free memory returned to the OS first, so
+the figure is the step's own peak, not what the other model left cached), sampled every millisecond by a
+thread during one extra, untimed step; on CUDA it is
 torch.cuda.max_memory_allocated. On a shared CPU the wall times are noisy, so the process CPU time per
 step is printed too (less sensitive to other processes, though OpenMP spin-waiting still inflates it).
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import statistics
 import threading
@@ -40,10 +43,21 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def release_free_memory() -> None:
+    """Return malloc's cached free memory to the OS (glibc's malloc_trim), so that the RSS before a step
+    is what is live, and its growth during the step does not depend on what the previous step freed."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the peaks then depend on the allocator's cache
+        pass
+
+
 class PeakRSS:
-    """Samples the resident set size in a thread; `.peak` is the max above the value at entry."""
+    """Samples the resident set size in a thread; `.peak` is the max above the value at entry (after
+    `release_free_memory`)."""
 
     def __enter__(self) -> "PeakRSS":
+        release_free_memory()
         self.base = rss_bytes()
         self.peak = 0
         self._stop = threading.Event()
@@ -164,11 +178,17 @@ def main() -> None:
                 steps[name](model, batch)
             torch.cuda.synchronize()
             return time.perf_counter() - t0, 0.0, torch.cuda.max_memory_allocated() - base
+        t0, c0 = time.perf_counter(), time.process_time()
+        steps[name](model, batch)
+        return time.perf_counter() - t0, time.process_time() - c0, 0
+
+    def cpu_peak(name: str) -> int:
+        """One more step, untimed: returning the freed memory to the OS first makes the step fault its
+        pages in again (~0.3 s for Base), so memory and time are measured in separate steps."""
+        models[name].zero_grad(set_to_none=True)
         with PeakRSS() as mem:
-            t0, c0 = time.perf_counter(), time.process_time()
-            steps[name](model, batch)
-            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-        return dt, cpu, mem.peak
+            steps[name](models[name], batch)
+        return mem.peak
 
     flops = {name: step_flops(steps[name], models[name], batch, amp) for name in models}
     gemm_rate = gemm_peak(device, amp)
@@ -183,6 +203,8 @@ def main() -> None:
                 times[name].append(dt)
                 cpu_times[name].append(cpu)
                 peaks[name] = max(peaks[name], peak)
+    if device.type == "cpu":
+        peaks = {name: cpu_peak(name) for name in models}
 
     audio = args.batch * args.seconds
     setting = (f"{args.device}{' bf16' if amp else ' fp32'}, {args.threads} threads, batch {args.batch} x "
