@@ -13,9 +13,9 @@ Usage:
 
 Settings: the Base preset (12 x 768, input masking 0.8/10 audio and 0.3/5 video, final_dim 256, 100 classes)
 with LayerDrop and modality dropout set to 0 so every step does the same work; random 104-d audio features,
-random 88x88 ROIs at 25 fps, random 100 Hz labels. Peak memory is the RSS growth during a step (sampled as in
-bench/hubert_throughput.py), warm-up step included; the models run in the order listed, AV-HuBERT first, so
-its figure is its own; later ones may reuse memory freed by earlier ones and read low.
+random 88x88 ROIs at 25 fps, random 100 Hz labels. Peak memory is the RSS growth during one extra, untimed
+step of each model after malloc's cached free memory is returned to the OS (as in bench/hubert_throughput.py),
+so no model reads low by reusing memory another one freed.
 """
 from __future__ import annotations
 
@@ -96,22 +96,27 @@ def main() -> None:
                 step(model, batch)
             torch.cuda.synchronize()
             return time.perf_counter() - t0, torch.cuda.max_memory_allocated() - base
+        t0 = time.perf_counter()
+        step(model, batch)
+        return time.perf_counter() - t0, 0
+
+    def cpu_peak(name: str) -> int:  # an extra untimed step (see bench/hubert_throughput.py)
+        model, batch, step = jobs[name]
+        model.zero_grad(set_to_none=True)
         with PeakRSS() as mem:
-            t0 = time.perf_counter()
             step(model, batch)
-            dt = time.perf_counter() - t0
-        return dt, mem.peak
+        return mem.peak
 
     times: dict[str, list[float]] = {k: [] for k in jobs}
     peaks: dict[str, int] = {k: 0 for k in jobs}
     for rep in range(args.warmup + args.reps):
         for name in (list(jobs) if rep % 2 == 0 else list(reversed(jobs))):
             dt, peak = run(name)
-            # the peak counts the warm-up step too: the first step of each model allocates its activations
-            # and gradients fresh, later ones reuse memory the allocator kept (RSS does not grow again)
             peaks[name] = max(peaks[name], peak)
             if rep >= args.warmup:
                 times[name].append(dt)
+    if device.type == "cpu":
+        peaks = {name: cpu_peak(name) for name in jobs}
 
     setting = (f"{args.device}{' bf16' if amp else ' fp32'}, {args.threads} threads, batch {b} x {args.seconds:g} s "
                f"({t} video frames of 88x88 each), median of {args.reps}")
