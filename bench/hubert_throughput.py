@@ -106,12 +106,23 @@ def step_torchaudio(model: torch.nn.Module, batch: dict) -> float:
 
 
 def step_flops(step, model: torch.nn.Module, batch: dict, amp: bool) -> float:
-    """FLOPs of one forward + backward step (matmuls and convolutions), counted by torch."""
+    """FLOPs of one forward + backward step (matmuls and convolutions), counted by torch.
+
+    The counter does not see the in-place products of speechkit's CPU extractor (``addmm_``, ``mm(out=)``),
+    so speechkit's step is counted with its extractor on the Conv1d path: the same arithmetic."""
     from torch.utils.flop_counter import FlopCounterMode
+    fe = getattr(getattr(model, "encoder", None), "feature_extractor", None)
+    impl = getattr(fe, "impl", None)
+    if impl is not None:
+        fe.impl = "conv"
     model.zero_grad(set_to_none=True)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-    with FlopCounterMode(display=False) as counter, ctx:
-        step(model, batch)
+    try:
+        with FlopCounterMode(display=False) as counter, ctx:
+            step(model, batch)
+    finally:
+        if impl is not None:
+            fe.impl = impl
     return float(counter.get_total_flops())
 
 

@@ -178,3 +178,30 @@ def test_waveform_conv_equals_conv1d_with_gradients(kernel, stride, length, bias
     inputs = [wav, conv.weight] + ([conv.bias] if bias else [])
     for g, h in zip(torch.autograd.grad(got, inputs, up), torch.autograd.grad(want, inputs, up)):
         torch.testing.assert_close(g, h, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel,stride,bias", [(3, 2, False), (2, 2, True), (3, 1, True), (4, 3, False)])
+def test_time_major_conv_equals_conv1d_with_gradients(kernel, stride, bias):
+    """The strided-view products: outputs and the gradients of input, weight and bias, as Conv1d's;
+    and no gradient is computed for what does not require one (a frozen extractor)."""
+    from speechkit.models.conv_extractor import time_major_conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 5, kernel, stride=stride, bias=bias)
+    x = torch.randn(3, 6, 23, requires_grad=True)  # 23 frames: a tail that no output frame covers for some (k, s)
+    ref = conv(x)
+    g = torch.randn_like(ref)
+    ref.backward(g)
+    ref_grads = [x.grad.clone()] + [p.grad.clone() for p in conv.parameters()]
+    x.grad = None
+    conv.zero_grad()
+    xt = x.detach().transpose(1, 2).contiguous().requires_grad_()
+    out = time_major_conv(xt, conv)  # (B, T', C_out)
+    assert torch.allclose(out.transpose(1, 2), ref, atol=1e-5)
+    out.backward(g.transpose(1, 2))
+    assert torch.allclose(xt.grad.transpose(1, 2), ref_grads[0], atol=1e-5)
+    for p, r in zip(conv.parameters(), ref_grads[1:]):
+        assert torch.allclose(p.grad, r, atol=1e-4)
+    conv.requires_grad_(False)
+    frozen = time_major_conv(xt.detach(), conv)
+    assert not frozen.requires_grad and torch.allclose(frozen, out.detach())
