@@ -205,3 +205,27 @@ def test_time_major_conv_equals_conv1d_with_gradients(kernel, stride, bias):
     conv.requires_grad_(False)
     frozen = time_major_conv(xt.detach(), conv)
     assert not frozen.requires_grad and torch.allclose(frozen, out.detach())
+
+
+@pytest.mark.parametrize("kernel", [128, 5])
+def test_positional_conv_cpu_path_equals_conv1d_with_gradients(kernel):
+    """The CPU path (a channels-last conv2d) gives Conv1d's outputs and gradients, weight norm included."""
+    from speechkit.models.transformer import ConvPositionalEmbedding
+
+    torch.manual_seed(0)
+    pe = ConvPositionalEmbedding(32, kernel=kernel, groups=4)
+    torch.nn.init.normal_(pe.conv.bias)
+    x = torch.randn(2, 37, 32, requires_grad=True)
+    out = pe(x)
+    g = torch.randn_like(out)
+    out.backward(g)
+    got = [x.grad.clone()] + [p.grad.clone() for p in pe.parameters()]
+    x.grad = None
+    pe.zero_grad()
+    y = pe.conv(x.transpose(1, 2))  # the Conv1d reference (what CUDA runs)
+    ref = F.gelu(y[:, :, :37]).transpose(1, 2)
+    ref.backward(g)
+    assert out.shape == (2, 37, 32)
+    assert torch.allclose(out, ref, atol=1e-5)
+    for a, b in zip(got, [x.grad] + [p.grad for p in pe.parameters()]):
+        assert torch.allclose(a, b, atol=1e-4)

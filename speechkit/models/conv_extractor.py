@@ -115,7 +115,7 @@ class _TimeMajorConv(torch.autograd.Function):
         b, t, _ = x.shape
         c_out, _, k = weight.shape
         t_out = (t - k) // stride + 1
-        taps = [weight[:, :, j].t() for j in range(k)]  # (C_in, C_out) views
+        taps = weight.permute(2, 1, 0).contiguous()  # (k, C_in, C_out)
         y = x.new_empty(b, t_out, c_out)
         span = (t_out - 1) * stride + 1
         for i in range(b):
@@ -132,22 +132,32 @@ class _TimeMajorConv(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         s, k = ctx.stride, weight.size(2)
-        span = (grad.size(1) - 1) * s + 1
+        t_out = grad.size(1)
+        span = (t_out - 1) * s + 1
         grad = grad.contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.zeros_like(x)
-            for j in range(k):
-                w_j = weight[:, :, j]  # (C_out, C_in)
+            # input frame r + s m gets tap r + s q from output frame m - q: per residue r, the first tap writes
+            # its frames, the later ones add to them; only frames no first tap reaches are zeroed
+            taps = weight.permute(2, 0, 1).contiguous()  # (k, C_out, C_in)
+            grad_x = torch.empty_like(x)
+            for r in range(s):
+                rows = grad_x[:, r::s]  # (B, frames of residue r, C_in)
+                if r >= k:
+                    rows.zero_()
+                    continue
+                rows[:, t_out:].zero_()
                 for i in range(x.size(0)):
-                    grad_x[i, j:j + span:s].addmm_(grad[i], w_j)
+                    torch.mm(grad[i], taps[r], out=rows[i, :t_out])
+                    for j in range(r + s, k, s):
+                        rows[i, j // s:j // s + t_out].addmm_(grad[i], taps[j])
         if ctx.needs_input_grad[1]:
-            grad_w = torch.empty_like(weight)
+            taps_grad = weight.new_empty(k, weight.size(0), weight.size(1))  # (k, C_out, C_in), summed over the batch
             for j in range(k):
-                acc = grad.new_zeros(weight.size(0), weight.size(1))  # (C_out, C_in), summed over the batch
-                for i in range(x.size(0)):
-                    acc.addmm_(grad[i].t(), x[i, j:j + span:s])
-                grad_w[:, :, j] = acc
+                torch.mm(grad[0].t(), x[0, j:j + span:s], out=taps_grad[j])
+                for i in range(1, x.size(0)):
+                    taps_grad[j].addmm_(grad[i].t(), x[i, j:j + span:s])
+            grad_w = taps_grad.permute(1, 2, 0).contiguous()
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(dim=(0, 1))
         return grad_x, grad_w, grad_b, None

@@ -42,7 +42,15 @@ class ConvPositionalEmbedding(nn.Module):
         self.num_pad_remove = 1 if kernel % 2 == 0 else 0
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
-        y = self.conv(x.transpose(1, 2))  # (B, D, T + 1) for even kernels
+        if x.device.type == "cpu":
+            # (B, T, D) seen as (B, D, 1, T) is channels-last: mkldnn convolves it as it lies, and its
+            # output is channels-last too, so (B, T, D) comes back without a transpose (HuBERT Base,
+            # 2 x 4 s, 2 threads: the training step 2.66 -> 2.52 s)
+            conv = self.conv
+            y = F.conv2d(x.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), conv.bias,
+                         padding=(0, conv.padding[0]), groups=conv.groups).squeeze(2)
+        else:
+            y = self.conv(x.transpose(1, 2))  # (B, D, T + 1) for even kernels
         if self.num_pad_remove:
             y = y[:, :, : -self.num_pad_remove]
         return F.gelu(y).transpose(1, 2)
