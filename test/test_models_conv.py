@@ -180,6 +180,14 @@ def test_waveform_conv_equals_conv1d_with_gradients(kernel, stride, length, bias
         torch.testing.assert_close(g, h, rtol=1e-12, atol=1e-12)
 
 
+def _output_and_grads(fn, x, params, grad=None):
+    """fn(x), the output gradient used (random unless given), and the gradients of x and of params."""
+    x = x.detach().requires_grad_()
+    out = fn(x)
+    g = torch.randn_like(out) if grad is None else grad
+    return out, g, list(torch.autograd.grad(out, [x, *params], g))
+
+
 @pytest.mark.parametrize("kernel,stride,bias", [(3, 2, False), (2, 2, True), (3, 1, True), (4, 3, False)])
 def test_time_major_conv_equals_conv1d_with_gradients(kernel, stride, bias):
     """The strided-view products: outputs and the gradients of input, weight and bias, as Conv1d's;
@@ -188,22 +196,17 @@ def test_time_major_conv_equals_conv1d_with_gradients(kernel, stride, bias):
 
     torch.manual_seed(0)
     conv = torch.nn.Conv1d(6, 5, kernel, stride=stride, bias=bias)
-    x = torch.randn(3, 6, 23, requires_grad=True)  # 23 frames: a tail that no output frame covers for some (k, s)
-    ref = conv(x)
-    g = torch.randn_like(ref)
-    ref.backward(g)
-    ref_grads = [x.grad.clone()] + [p.grad.clone() for p in conv.parameters()]
-    x.grad = None
-    conv.zero_grad()
-    xt = x.detach().transpose(1, 2).contiguous().requires_grad_()
-    out = time_major_conv(xt, conv)  # (B, T', C_out)
+    params = list(conv.parameters())
+    x = torch.randn(3, 6, 23)  # 23 frames: a tail that no output frame covers for some (k, s)
+    ref, g, ref_grads = _output_and_grads(conv, x, params)
+    out, _, grads = _output_and_grads(lambda xt: time_major_conv(xt, conv), x.transpose(1, 2).contiguous(),
+                                      params, g.transpose(1, 2))  # (B, T', C_out) from (B, T, C_in)
     assert torch.allclose(out.transpose(1, 2), ref, atol=1e-5)
-    out.backward(g.transpose(1, 2))
-    assert torch.allclose(xt.grad.transpose(1, 2), ref_grads[0], atol=1e-5)
-    for p, r in zip(conv.parameters(), ref_grads[1:]):
-        assert torch.allclose(p.grad, r, atol=1e-4)
+    assert torch.allclose(grads[0].transpose(1, 2), ref_grads[0], atol=1e-5)
+    for a, r in zip(grads[1:], ref_grads[1:]):
+        assert torch.allclose(a, r, atol=1e-4)
     conv.requires_grad_(False)
-    frozen = time_major_conv(xt.detach(), conv)
+    frozen = time_major_conv(x.transpose(1, 2).contiguous(), conv)
     assert not frozen.requires_grad and torch.allclose(frozen, out.detach())
 
 
@@ -215,17 +218,15 @@ def test_positional_conv_cpu_path_equals_conv1d_with_gradients(kernel):
     torch.manual_seed(0)
     pe = ConvPositionalEmbedding(32, kernel=kernel, groups=4)
     torch.nn.init.normal_(pe.conv.bias)
-    x = torch.randn(2, 37, 32, requires_grad=True)
-    out = pe(x)
-    g = torch.randn_like(out)
-    out.backward(g)
-    got = [x.grad.clone()] + [p.grad.clone() for p in pe.parameters()]
-    x.grad = None
-    pe.zero_grad()
-    y = pe.conv(x.transpose(1, 2))  # the Conv1d reference (what CUDA runs)
-    ref = F.gelu(y[:, :, :37]).transpose(1, 2)
-    ref.backward(g)
+    params = list(pe.parameters())
+    x = torch.randn(2, 37, 32)
+    out, g, got = _output_and_grads(pe, x, params)
+
+    def conv1d_reference(x):  # what CUDA runs
+        return F.gelu(pe.conv(x.transpose(1, 2))[:, :, :37]).transpose(1, 2)
+
+    ref, _, ref_grads = _output_and_grads(conv1d_reference, x, params, g)
     assert out.shape == (2, 37, 32)
     assert torch.allclose(out, ref, atol=1e-5)
-    for a, b in zip(got, [x.grad] + [p.grad for p in pe.parameters()]):
+    for a, b in zip(got, ref_grads):
         assert torch.allclose(a, b, atol=1e-4)
