@@ -48,7 +48,10 @@ def test_too_short_waveform_is_a_clear_error():
 
 
 @pytest.mark.parametrize("preset", ["tiny", "tiny_prenorm"])
-def test_gemm_path_equals_conv1d(preset):
+@pytest.mark.parametrize("lengths", [[9000, 8000, 5000], [9000] * 3, None])
+def test_gemm_path_equals_conv1d(preset, lengths):
+    """Padded batches take the channel-major first layer, unpadded ones (full lengths or none given) the
+    time-major one; both as Conv1d, with gradients."""
     torch.manual_seed(0)
     fe = SSLEncoder(ENCODER_PRESETS[preset]).feature_extractor
     for layer in fe.conv_layers:  # non-trivial norms and biases
@@ -57,7 +60,7 @@ def test_gemm_path_equals_conv1d(preset):
             torch.nn.init.normal_(layer.layer_norm.bias, 0.0, 0.3)
         if layer.conv.bias is not None:
             torch.nn.init.normal_(layer.conv.bias, 0.0, 0.3)
-    wav, lens = torch.randn(3, 9000), torch.tensor([9000, 8000, 5000])
+    wav, lens = torch.randn(3, 9000), None if lengths is None else torch.tensor(lengths)
     fe.impl = "conv"
     a, la = fe(wav, lens)
     a.pow(2).sum().backward()
@@ -66,7 +69,7 @@ def test_gemm_path_equals_conv1d(preset):
     fe.impl = "gemm"
     b, lb = fe(wav, lens)
     b.pow(2).sum().backward()
-    assert torch.equal(la, lb)
+    assert la is lb is None if lengths is None else torch.equal(la, lb)
     assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
     for ga, p in zip(grads_a, fe.parameters()):
         assert torch.allclose(ga, p.grad, atol=1e-4, rtol=1e-3)
@@ -230,3 +233,33 @@ def test_positional_conv_cpu_path_equals_conv1d_with_gradients(kernel):
     assert torch.allclose(out, ref, atol=1e-5)
     for a, b in zip(got, ref_grads):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("lengths", [None, [403, 300, 17]])
+def test_time_major_first_layer_equals_conv_group_norm_gelu_with_gradients(lengths):
+    """waveform_conv_group_norm_gelu = GELU(GroupNorm(Conv1d(wav))) transposed, the statistics over each
+    utterance's valid frames (padded ones normalised with them), with the gradients of the conv weight and
+    the norm's affine parameters; what is frozen gets no gradient."""
+    from speechkit.models.conv_extractor import waveform_conv_group_norm_gelu
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(1, 6, 10, stride=5, bias=False)
+    norm = _group_norm(6, affine=True)
+    wav = 2 * torch.randn(3, 403) + 0.5  # 403 samples: a tail no window covers
+    lens = None if lengths is None else conv_output_lengths(torch.tensor(lengths), [(6, 10, 5)])
+    params = [conv.weight, norm.weight, norm.bias]
+    out = waveform_conv_group_norm_gelu(wav, conv, norm, lens)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, params, g)
+    y = conv(wav[:, None])
+    ref = F.gelu(norm(y) if lens is None else _masked_group_norm_by_autograd(y, lens, norm)).transpose(1, 2)
+    want = torch.autograd.grad(ref, params, g)
+    assert out.shape == ref.shape == (3, 79, 6)
+    assert torch.allclose(out, ref, atol=1e-5)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    conv.requires_grad_(False)  # a frozen conv under a trained norm: the norm's gradients only
+    out = waveform_conv_group_norm_gelu(wav, conv, norm, lens)
+    assert torch.allclose(torch.autograd.grad(out, norm.weight, g)[0], want[1], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="without bias"):
+        waveform_conv_group_norm_gelu(wav, torch.nn.Conv1d(1, 6, 10, stride=5), norm)
