@@ -50,8 +50,7 @@ def test_too_short_waveform_is_a_clear_error():
 @pytest.mark.parametrize("preset", ["tiny", "tiny_prenorm"])
 @pytest.mark.parametrize("lengths", [[9000, 8000, 5000], [9000] * 3, None])
 def test_gemm_path_equals_conv1d(preset, lengths):
-    """Padded batches take the channel-major first layer, unpadded ones (full lengths or none given) the
-    time-major one; both as Conv1d, with gradients."""
+    """Padded and unpadded batches (full lengths, or none given), outputs and gradients as Conv1d's."""
     torch.manual_seed(0)
     fe = SSLEncoder(ENCODER_PRESETS[preset]).feature_extractor
     for layer in fe.conv_layers:  # non-trivial norms and biases
@@ -263,3 +262,22 @@ def test_time_major_first_layer_equals_conv_group_norm_gelu_with_gradients(lengt
     assert torch.allclose(torch.autograd.grad(out, norm.weight, g)[0], want[1], atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="without bias"):
         waveform_conv_group_norm_gelu(wav, torch.nn.Conv1d(1, 6, 10, stride=5), norm)
+
+
+def test_gemm_path_fallback_first_layer_equals_conv1d():
+    """A waveform that needs its own gradient (e.g. input-gradient attributions) and an empty utterance take
+    the channel-major first layer of the GEMM path: the same outputs and gradients as the Conv1d path."""
+    torch.manual_seed(0)
+    fe = SSLEncoder(ENCODER_PRESETS["tiny"]).feature_extractor
+    torch.nn.init.normal_(fe.conv_layers[0].layer_norm.bias, 0.0, 0.3)
+    wav, lens = torch.randn(2, 6000), torch.tensor([6000, 0])
+    results = []
+    for impl in ("conv", "gemm"):
+        fe.impl = impl
+        out, g, grads = _output_and_grads(lambda w: fe(w, lens)[0], wav, list(fe.parameters()),
+                                          None if not results else results[0][1])
+        results.append((out, g, grads))
+    (a, _, ga), (b, _, gb) = results
+    assert torch.allclose(a[0], b[0], atol=1e-5)  # the empty utterance's frames are all padding
+    for x, y in zip(ga, gb):  # (an empty utterance's statistics scale its gradients by eps^-1/2)
+        assert (x - y).abs().max() <= 1e-4 * x.abs().max()

@@ -247,8 +247,9 @@ class _MaskedGroupNorm(torch.autograd.Function):
 
 
 class _WaveformConvGroupNormGELU(torch.autograd.Function):
-    """The first conv layer, its GroupNorm(C, C) and GELU, time-major, for a batch without padding: (B, S)
-    waveform -> (B, T', C).
+    """The first conv layer, its GroupNorm(C, C) and GELU, time-major: (B, S) waveform -> (B, T', C), each
+    utterance normalised with the statistics of its first ``lengths[b]`` frames (the padded frames after
+    them with the same statistics, as ``masked_group_norm``).
 
     Normalising each channel of one utterance over time is batch norm (training statistics) of its (T', C)
     frame matrix, and torch's CPU batch-norm kernels are vectorised over the contiguous channels of such a
@@ -258,8 +259,9 @@ class _WaveformConvGroupNormGELU(torch.autograd.Function):
     (T', k) window matrix. GELU runs in place on the normalised frames, which are not kept: backward
     recomputes one utterance's at a time from the kept conv output (``y * scale + shift``), takes the GELU
     gradient in the same buffer, and sends the norm's input gradient straight into the weight gradient's
-    product, so no batch-sized gradient is assembled. HuBERT Base, 2 x 4 s, the layer forward + backward:
-    160 -> 73 ms on 2 threads, 266 -> 107 ms on 1, against Conv1d + GroupNorm + transpose + GELU.
+    product, so no batch-sized gradient is assembled. The padded frames' share of the statistics' gradient
+    is added in closed form. HuBERT Base, 2 x 4 s, the layer forward + backward: 160 -> 73 ms on 2 threads,
+    266 -> 107 ms on 1, against Conv1d + GroupNorm + transpose + GELU.
     """
 
     @staticmethod
@@ -390,10 +392,12 @@ class ConvFeatureExtractor(nn.Module):
 
     On CPU ("gemm", what "auto" picks there) the layers run as matrix products in a time-major layout, and
     the result is already (B, T', C) for the projection, which saves the final transpose:
-    - the first layer (1 input channel), when the batch has no padding, as conv + GroupNorm + GELU in one
-      time-major function (``waveform_conv_group_norm_gelu``); a padded batch needs per-utterance statistics
-      over the valid frames only, so there the layer is produced channel-major (B, C, T), normalised by
-      ``masked_group_norm`` and transposed once (its weight gradient by one GEMM, ``waveform_conv``);
+    - the first layer (1 input channel) as conv + GroupNorm (each utterance's statistics over its valid
+      frames) + GELU in one time-major function (``waveform_conv_group_norm_gelu``); what that does not
+      cover (autocast, a waveform that needs a gradient, an empty utterance, a norm without affine
+      parameters) is produced channel-major (B, C, T), normalised by ``masked_group_norm`` and transposed
+      once (its weight gradient by one GEMM, ``waveform_conv``); the "layer" mode's first layer is one
+      product with the unfolded (B, T', k) windows;
     - the later layers by ``time_major_conv``: one product per kernel tap over a strided view of the input,
       no unfolded copy.
     Extractor forward + backward, Conv1d vs GEMM path, 2026-12-05, an AVX-512 2-core machine: 64 channels,
