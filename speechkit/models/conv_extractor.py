@@ -404,7 +404,7 @@ class ConvFeatureExtractor(nn.Module):
     3 x 3.3 s, one thread: 63 vs 37 ms (one utterance 3/4 padded: 73 vs 56 ms; two threads: 32 vs 21 ms);
     128 channels, one thread: 172 vs 95 ms; 256 channels, 2 x 4 s: 382 vs 255 ms on one thread, 204 vs
     140 ms on two; 512 channels, two threads: 632 vs 446 ms. Forward only (no graph), 64 channels: 20 vs
-    13 ms. (Before the time-major first layer, on the AVX2 machine of earlier sessions, Conv1d won below
+    13 ms. (Before the time-major first layer, on the slower machine of earlier sessions, Conv1d won below
     512 channels, e.g. 92 vs 102 ms for 64 channels, and "auto" kept those stacks on Conv1d.)
     On CUDA (cuDNN) the plain Conv1d path is used. All give the same numbers (tested).
     """
