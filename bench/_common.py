@@ -22,10 +22,16 @@ def parse_kernel_bench_args(doc: str, reps: int) -> argparse.Namespace:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--system-malloc", action="store_true", help="keep glibc's malloc defaults")
     args = p.parse_args()
-    if not args.system_malloc:
+    use_cli_malloc(not args.system_malloc)
+    return args
+
+
+def use_cli_malloc(keep: bool = True) -> None:
+    """Apply the malloc setting of speechkit's command-line processes (freed memory kept for reuse) when
+    ``keep``, and print which setting the process runs with."""
+    if keep:
         runtime.keep_freed_memory()
     print(runtime.describe())
-    return args
 
 
 def an4_waveforms() -> list[np.ndarray]:

@@ -165,9 +165,8 @@ def main() -> None:
                    help="keep freed memory for reuse, as speechkit's CLIs do (both models; see above)")
     args = p.parse_args()
     if args.cli_malloc:
-        from speechkit import runtime
-        runtime.keep_freed_memory()
-        print(runtime.describe())
+        from _common import use_cli_malloc
+        use_cli_malloc()
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
