@@ -154,7 +154,8 @@ def _talking_mouths(n, rng, frames=50, side=36):
     clips = []
     for k in range(n):
         opening = 4 + 3 * np.sin(t / (3 + k))
-        mouth = ((xx - 18 - 2 * np.sin(t / 7 + k)) / 9) ** 2 + ((yy - 18) / opening) ** 2 < 1
+        c = side / 2
+        mouth = ((xx - c - 2 * np.sin(t / 7 + k)) / (side / 4)) ** 2 + ((yy - c) / opening) ** 2 < 1
         img = 150 + 40 * np.sin(xx / 6 + k) - 90 * mouth + rng.normal(0, 3, (frames, side, side))
         clips.append(np.clip(img, 0, 255).astype(np.uint8))
     return clips
