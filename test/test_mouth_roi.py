@@ -169,6 +169,15 @@ def test_extract_cli_on_grid_through_run_pl(grid_dir, tmp_path):
     from speechkit.io.datadir import validate_data_dir
 
     validate_data_dir(data)
+    # a re-run writes the same bytes (each job encodes several clips in one process: x264's state from
+    # the earlier ones must not leak into the later ones)
+    first = {p.name: p.read_bytes() for p in (tmp_path / "roi").glob("*.mp4")}
+    cmd[cmd.index(str(tmp_path / "roi"))] = str(tmp_path / "roi_again")
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    again = {p.name: p.read_bytes() for p in (tmp_path / "roi_again").glob("*.mp4")}
+    assert len(first) == 8 and sorted(again) == sorted(first)
+    assert [n for n in first if again[n] != first[n]] == []
 
 
 def test_extract_cli_quotes_what_it_hands_the_launcher(tmp_path):
