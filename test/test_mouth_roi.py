@@ -61,6 +61,33 @@ def test_rotation_is_estimated_and_undone(grid_dir):
     assert err(turned) < err(plain)
 
 
+class _FixedHits:
+    """A cascade stand-in that returns the given boxes, in the given order."""
+
+    def __init__(self, hits):
+        self.hits = hits
+
+    def detectMultiScale(self, img, **kw):
+        return np.array(self.hits)
+
+
+def test_detection_does_not_depend_on_the_order_of_the_cascade_hits():
+    # With several threads OpenCV returns the same hits in varying order; ties (two faces of one size, two
+    # eye pairs equally level) must still give one answer.
+    from speechkit.features.mouth_roi import FaceDetector
+
+    frame = np.zeros((200, 200), np.uint8)
+    faces = [[20, 30, 80, 80], [100, 40, 80, 80]]  # the same area
+    eyes = [[5, 20, 15, 15], [55, 22, 15, 15], [6, 24, 15, 15], [56, 22, 15, 15]]  # pairs at +2.3 and -2.3 deg
+    answers = set()
+    for order in (slice(None), slice(None, None, -1)):
+        det = FaceDetector(RoiConfig())
+        det.face, det.eye = _FixedHits(faces[order]), _FixedHits(eyes[order])
+        box = det.detect(frame)
+        answers.add((tuple(box), det.eye_angle(frame, box)))
+    assert len(answers) == 1, answers
+
+
 def test_faceless_clip_is_an_error_or_flagged_centre_crop():
     rng = np.random.default_rng(0)
     frames = (rng.normal(100, 5, (12, 120, 160))).clip(0, 255).astype(np.uint8)

@@ -92,6 +92,16 @@ def _cascade(name: str):
     return c
 
 
+def _in_order(hits) -> np.ndarray:
+    """Cascade hits (x, y, w, h) as float64 rows sorted by x, then y, w, h.
+
+    With several threads, OpenCV returns the same hits in an order that varies from call to call; the
+    choices below keep the first of equals (largest face, nearest face, most level eye pair), so
+    without a fixed order the same frames could give other crops."""
+    boxes = np.asarray(hits, dtype=np.float64).reshape(-1, 4)
+    return boxes[np.lexsort(boxes.T[::-1])]
+
+
 class FaceDetector:
     """Haar-cascade face (+ eye) detection with a tracked search window. Coordinates in full-frame pixels."""
 
@@ -122,10 +132,10 @@ class FaceDetector:
             kw["maxSize"] = (mx, mx)
         if img.shape[0] < mn or img.shape[1] < mn:
             return np.zeros((0, 4))
-        hits = self.face.detectMultiScale(img, **kw)
+        hits = _in_order(self.face.detectMultiScale(img, **kw))
         if len(hits) == 0:
             return np.zeros((0, 4))
-        boxes = np.asarray(hits, dtype=np.float64) / scale
+        boxes = hits / scale
         boxes[:, 0] += x0
         boxes[:, 1] += y0
         return boxes
@@ -163,11 +173,11 @@ class FaceDetector:
         if x1 - x0 < 20 or y1 - y0 < 10:
             return None
         mn, mx = max(int(0.12 * w), 8), max(int(0.4 * w), 9)
-        eyes = self.eye.detectMultiScale(gray[y0:y1, x0:x1], scaleFactor=1.1, minNeighbors=4,
-                                         minSize=(mn, mn), maxSize=(mx, mx))
+        eyes = _in_order(self.eye.detectMultiScale(gray[y0:y1, x0:x1], scaleFactor=1.1, minNeighbors=4,
+                                                   minSize=(mn, mn), maxSize=(mx, mx)))
         if len(eyes) < 2:
             return None
-        centres = np.asarray(eyes, dtype=np.float64)[:, :2] + np.asarray(eyes, dtype=np.float64)[:, 2:] / 2
+        centres = eyes[:, :2] + eyes[:, 2:] / 2
         mid = w / 2 + x - x0
         left = centres[centres[:, 0] < mid]  # image-left eye
         right = centres[centres[:, 0] >= mid]
