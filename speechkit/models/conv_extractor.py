@@ -484,7 +484,8 @@ class ConvFeatureExtractor(nn.Module):
                     raise ValueError("the first conv layer must take the 1-channel waveform")
                 norm = layer.layer_norm
                 if _fits_time_major_first_layer(conv, norm) and not x.requires_grad \
-                        and not torch.is_autocast_enabled(x.device.type) and (lengths is None or int(lengths.min()) > 0):
+                        and not torch.is_autocast_enabled(x.device.type) \
+                        and (lengths is None or int(lengths.min()) > 0):
                     x = waveform_conv_group_norm_gelu(x, conv, norm, lengths)  # (B, T', C), time-major throughout
                     continue
                 if isinstance(norm, nn.GroupNorm):
