@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from speechkit.corpora.synth import make_voices
-from speechkit.corpora.synth_av import (SAMPLES_PER_FRAME, VISEMES, make_clip, make_face_styles,
+from speechkit.corpora.synth_av import (SAMPLES_PER_FRAME, VISEMES, FaceRenderer, make_clip, make_face_styles,
                                         make_synth_av_corpus, mouth_trajectory, viseme_targets)
 from speechkit.features.mouth_roi import RoiConfig, extract_mouth_rois
 from speechkit.io.video import probe, read_audio, read_video
@@ -28,6 +28,18 @@ def test_visemes_and_coarticulation():
     assert np.abs(np.diff(traj[:, 0])).max() < VISEMES["AA"][0]
     assert traj[9, 0] > 0.02  # last /m/ frame already opening toward AA
     assert traj[12, 0] > 0.8
+
+
+def test_mouth_sizes_are_not_rounded_to_whole_pixels():
+    # Drawn at the frame's resolution, the opening's half-height (1-11 px) took whole-pixel values only:
+    # 101 openings from closed to wide drew 16-18 distinct mouths, and visemes a few hundredths apart in
+    # opening (T/D/N vs S/Z vs TH) the same one. Drawn supersampled, every step draws its own mouth.
+    for style in make_face_styles(3, seed=5):
+        r = FaceRenderer(style)
+        still = np.array([0.0, 0.0, 0.0, 1.0])
+        frames = [r.frame(np.array([op, 0.5, 0.0]), still, np.random.default_rng(0), 0.0, 1.0)
+                  for op in np.linspace(0, 1, 101)]
+        assert len({f.tobytes() for f in frames}) == 101
 
 
 def test_clip_lengths_and_mouth_follows_speech():

@@ -144,6 +144,9 @@ def make_face_styles(n: int, seed: int = 0) -> list[FaceStyle]:
     return styles
 
 
+SUPERSAMPLE = 4  # the mouth is drawn at this many times the frame resolution (sizes in 1/4 pixels)
+
+
 class FaceRenderer:
     """Draws frames of one speaker: a cached static face plus a mouth per frame, then head motion + noise."""
 
@@ -218,18 +221,33 @@ class FaceRenderer:
         op = float(np.clip(op * st.articulation, 0, 1.2))
         half_w = a * st.mouth_w * (0.8 + 0.45 * wd - 0.35 * rd)
         open_h = b * (0.012 + 0.13 * op)
-        mx, my = self._p(0, 0.62)
-        lip = max(2, int(0.06 * b - 0.02 * b * op))
+        lip = max(2.0, 0.06 * b - 0.02 * b * op)
+        inner_w = max(1.0, half_w * (1 - 0.35 * rd))
+        # The mouth is drawn at SUPERSAMPLE x the resolution and area-averaged back, so its sizes are not
+        # rounded to whole pixels: drawn directly, the opening (a half-height of 1-11 px) took whole-pixel
+        # values only, and neighbouring visemes drew the same mouth.
+        mx, my = self.cx, self.cy + 0.62 * b
+        x0, x1 = max(0, int(mx - 0.6 * a)), min(self.size, int(math.ceil(mx + 0.6 * a)))
+        y0, y1 = max(0, int(my - 0.3 * b)), min(self.size, int(math.ceil(self.cy + 1.1 * b)))
+        k = SUPERSAMPLE
+        patch = cv2.resize(img[y0:y1, x0:x1], None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)
+
+        def pt(x, y):  # frame pixels -> fixed-point patch coordinates (cv2's shift of 4 bits)
+            return int(round(((x - x0) * k + (k - 1) / 2) * 16)), int(round(((y - y0) * k + (k - 1) / 2) * 16))
+
+        def ax(w, h):
+            return int(round(w * k * 16)), int(round(h * k * 16))
+
         # lips (outer), the dark opening, upper teeth when open enough
-        cv2.ellipse(img, (mx, my), (int(half_w + 0.04 * a), int(open_h + lip)), 0, 0, 360, st.lips, -1)
-        inner_w = max(1, int(half_w * (1 - 0.35 * rd)))
-        cv2.ellipse(img, (mx, my), (inner_w, max(1, int(open_h))), 0, 0, 360, (45, 18, 18), -1)
+        cv2.ellipse(patch, pt(mx, my), ax(half_w + 0.04 * a, open_h + lip), 0, 0, 360, st.lips, -1, cv2.LINE_8, 4)
+        cv2.ellipse(patch, pt(mx, my), ax(inner_w, max(0.5, open_h)), 0, 0, 360, (45, 18, 18), -1, cv2.LINE_8, 4)
         if op > 0.25:
-            cv2.ellipse(img, (mx, int(my - 0.55 * open_h)), (int(0.75 * inner_w), max(1, int(0.3 * open_h))),
-                        0, 0, 360, (225, 222, 215), -1)
+            cv2.ellipse(patch, pt(mx, my - 0.55 * open_h), ax(0.75 * inner_w, max(0.5, 0.3 * open_h)),
+                        0, 0, 360, (225, 222, 215), -1, cv2.LINE_8, 4)
         # jaw shadow moves with the opening
-        cv2.ellipse(img, self._p(0, 0.93 + 0.05 * op), (int(0.42 * a), int(0.06 * b)), 0, 20, 160,
-                    tuple(np.asarray(st.skin) * 0.85), max(1, int(0.03 * a)))
+        cv2.ellipse(patch, pt(self.cx, self.cy + (0.93 + 0.05 * op) * b), ax(0.42 * a, 0.06 * b), 0, 20, 160,
+                    tuple(np.asarray(st.skin) * 0.85), max(1, int(round(0.03 * a * k))), cv2.LINE_8, 4)
+        img[y0:y1, x0:x1] = cv2.resize(patch, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
         dx, dy, ang, sc = pose
         m = cv2.getRotationMatrix2D((self.cx, self.cy), float(ang), float(sc))
         m[:, 2] += (dx, dy)
@@ -475,7 +493,7 @@ def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed
         raise ValueError(f"size must be one of {sorted(AV_SIZES)}, got {size!r}")
     cfg = AV_SIZES[size]
     root = Path(out_dir) / layout
-    stamp = {"layout": layout, "size": size, "seed": seed, "image_size": image_size, "version": 3}
+    stamp = {"layout": layout, "size": size, "seed": seed, "image_size": image_size, "version": 4}
     stamp_path = root / ".synth_av.json"
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
         log.info("%s: synthetic %s corpus already complete (%s)", root, layout, stamp_path)
