@@ -8,7 +8,9 @@ into per-centre sums. Memory is O(threads x chunk x Kp + K x D) whatever the dat
 The chunk is 8192 rows (3.3 MiB of distances for K=100): a fit on 1 M MFCC frames (K=100,
 the speechkit defaults, median of 4) took 0.89 s on 2 threads and 1.07 s on one, against
 1.00 and 1.10 s with 4096-row chunks (fewer Python-level calls hold the GIL between the
-threads' matmuls and argmins) and 1.05 / 1.10 s with 12288 (2026-12-05).
+threads' matmuls and argmins) and 1.05 / 1.10 s with 12288 (2026-12-05). On the three data
+kinds of bench/kmeans.py (1 M x 39, K=100, median of 3, a later run) 8192 against 4096 rows
+was 1.10 / 1.10 / 1.16x faster on 2 threads and 1.08 / 1.05 / 1.05x on one (bench, gmm, mfcc).
 
 Threads: ``threads`` > 1 runs chunks in a pool of Python threads (the matmul, argmin and
 index_add release the GIL), each with one torch thread, instead of splitting each small

@@ -160,9 +160,14 @@ class FaceRenderer:
         self.cy = S / 2 + st.offset[1] * S
         self.base = self._static_face()
 
-    def _p(self, x: float, y: float) -> tuple[int, int]:
+    def _xy(self, x: float, y: float) -> tuple[float, float]:
         # Face coordinates (x in head half-widths, y in head half-heights, 0 = head centre) -> pixels.
-        return int(round(self.cx + x * self.a)), int(round(self.cy + y * self.b))
+        return self.cx + x * self.a, self.cy + y * self.b
+
+    def _p(self, x: float, y: float) -> tuple[int, int]:
+        # The same, rounded to whole pixels (for cv2 drawing at the frame's resolution).
+        px, py = self._xy(x, y)
+        return int(round(px)), int(round(py))
 
     def _static_face(self) -> np.ndarray:
         import cv2
@@ -226,9 +231,9 @@ class FaceRenderer:
         # The mouth is drawn at SUPERSAMPLE x the resolution and area-averaged back, so its sizes are not
         # rounded to whole pixels: drawn directly, the opening (a half-height of 1-11 px) took whole-pixel
         # values only, and neighbouring visemes drew the same mouth.
-        mx, my = self.cx, self.cy + 0.62 * b
+        mx, my = self._xy(0, 0.62)
         x0, x1 = max(0, int(mx - 0.6 * a)), min(self.size, int(math.ceil(mx + 0.6 * a)))
-        y0, y1 = max(0, int(my - 0.3 * b)), min(self.size, int(math.ceil(self.cy + 1.1 * b)))
+        y0, y1 = max(0, int(my - 0.3 * b)), min(self.size, int(math.ceil(self._xy(0, 1.1)[1])))
         k = SUPERSAMPLE
         patch = cv2.resize(img[y0:y1, x0:x1], None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)
 
@@ -245,7 +250,7 @@ class FaceRenderer:
             cv2.ellipse(patch, pt(mx, my - 0.55 * open_h), ax(0.75 * inner_w, max(0.5, 0.3 * open_h)),
                         0, 0, 360, (225, 222, 215), -1, cv2.LINE_8, 4)
         # jaw shadow moves with the opening
-        cv2.ellipse(patch, pt(self.cx, self.cy + (0.93 + 0.05 * op) * b), ax(0.42 * a, 0.06 * b), 0, 20, 160,
+        cv2.ellipse(patch, pt(*self._xy(0, 0.93 + 0.05 * op)), ax(0.42 * a, 0.06 * b), 0, 20, 160,
                     tuple(np.asarray(st.skin) * 0.85), max(1, int(round(0.03 * a * k))), cv2.LINE_8, 4)
         img[y0:y1, x0:x1] = cv2.resize(patch, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
         dx, dy, ang, sc = pose
