@@ -4,6 +4,7 @@ Consistency: the encoder is fine-tuned at some point (freeze_finetune_updates < 
 the AV-HuBERT anchor's files freeze it for the whole run), warmup (and the tri-stage phases) fit in the run,
 AV-HuBERT model sections build their config (presets and overrides known), and the full-scale AV configs
 name the anchor file they take their values from in a header comment.
+Every recipe's path.sh takes a preset SPEECHKIT_ROOT (a recipe copied out of the tree finds the venv).
 """
 from __future__ import annotations
 
@@ -92,3 +93,24 @@ def test_mini_recipe_default_layer_exists_in_every_iterated_objective(ssl):
     conf = re.search(rf"^  {ssl}\) : \"\$\{{pretrain1_config:=(\S+?)\}}\"", run_sh, re.M).group(1)
     layers = resolve_config(dict(_load(recipe / conf).model)).encoder.num_layers
     assert layers >= layer, f"{conf}: {layers} layers, but run.sh clusters layer {layer}"
+
+
+PATH_SH = sorted(ROOT.glob("egs/*/*/path.sh"))
+
+
+@pytest.mark.parametrize("path", PATH_SH, ids=lambda p: str(p.relative_to(ROOT / "egs")))
+def test_path_sh_honours_a_preset_speechkit_root(path, tmp_path):
+    """A recipe copied elsewhere (README: "Adapting a recipe") finds the venv through SPEECHKIT_ROOT."""
+    import subprocess
+
+    root = tmp_path / "root"
+    (root / ".venv" / "bin").mkdir(parents=True)
+    (root / ".venv" / "bin" / "python").write_text("#!/bin/sh\n")
+    (root / ".venv" / "bin" / "python").chmod(0o755)
+    copy = tmp_path / "elsewhere" / "recipe"
+    copy.mkdir(parents=True)
+    (copy / "path.sh").write_text(path.read_text())
+    out = subprocess.run(["bash", "-c", ". ./path.sh && echo \"$PATH\""], cwd=copy, capture_output=True,
+                         text=True, env={"SPEECHKIT_ROOT": str(root), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(":")[0] == f"{root}/.venv/bin", (path, out.stdout, out.stderr)
