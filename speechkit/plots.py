@@ -18,6 +18,8 @@ import pathlib
 import re
 from typing import Any
 
+from speechkit.results import decode_family
+
 logger = logging.getLogger(__name__)
 
 _PROGRESS = re.compile(r"\| update (\d+)/\d+ \| (.*?) \| lr ")
@@ -100,25 +102,35 @@ def plot_units(records: list[Any], out: pathlib.Path) -> pathlib.Path | None:
     return path
 
 
-def plot_wer_vs_labels(records: list[Any], out: pathlib.Path, dataset_hint: str = "test") -> pathlib.Path | None:
+def wer_lines(records: list[Any], dataset_hint: str = "test") -> tuple[dict[str, list[tuple[int, float]]], list[str]]:
+    """The curves of :func:`plot_wer_vs_labels`: ``{line label: [(labeled utts, WER), ...]}`` (sorted by
+    size) for the ``dataset_hint`` sets, one line per init and kind of decoding (greedy, lexicon + LM: the
+    LM weight tuned per model does not split a line), and the datasets drawn. Empty with < 2 sizes."""
     recs = [r for r in records if r.task == "asr" and r.metric == "WER" and r.info.get("labeled utts") is not None]
-    sizes = {int(r.info["labeled utts"]) for r in recs}
-    if len(sizes) < 2:
-        return None
+    if len({int(r.info["labeled utts"]) for r in recs}) < 2:
+        return {}, []
     test = [r for r in recs if dataset_hint in r.dataset] or recs
     lines: dict[str, list[tuple[int, float]]] = {}
     for r in test:
         init = "scratch" if r.info.get("init") == "scratch" else f"pre-trained ({r.info.get('init')})"
-        key = f"{init}, {r.info.get('decode', 'greedy')}" + (", LM" if r.info.get("lm") else "")
+        key = f"{init}, {decode_family(r.info.get('decode'))}" + (", LM" if r.info.get("lm") else "")
         lines.setdefault(key, []).append((int(r.info["labeled utts"]), float(r.values["Err"])))
+    return {k: sorted(v) for k, v in sorted(lines.items())}, sorted({r.dataset for r in test})
+
+
+def plot_wer_vs_labels(records: list[Any], out: pathlib.Path, dataset_hint: str = "test") -> pathlib.Path | None:
+    """``out/wer_vs_labels.png``: the lines of :func:`wer_lines`, legend below the axes."""
+    lines, sets = wer_lines(records, dataset_hint)
+    if not lines:
+        return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for key, pts in sorted(lines.items()):
-        pts.sort()
+    fig, ax = plt.subplots(figsize=(6, 3.6 + 0.2 * len(lines)))
+    for key, pts in lines.items():
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=key)
     ax.set_xscale("log")
-    ax.set(xlabel="labeled utterances", ylabel="WER (%)", title=f"WER vs labeled data ({test[0].dataset})")
-    ax.legend(fontsize=7)
+    ax.set(xlabel="labeled utterances", ylabel="WER (%)", title=f"WER vs labeled data ({', '.join(sets)})")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
     fig.tight_layout()
     path = _save(fig, out / "wer_vs_labels.png")
     plt.close(fig)

@@ -27,6 +27,7 @@ import logging
 import os
 import pathlib
 import platform
+import re
 import subprocess
 from typing import Any, Iterable
 
@@ -180,8 +181,24 @@ def chance_level(task: str, metric: str, recs: list[ResultRecord]) -> str:
     return ""
 
 
+# The per-model part of a word-level decoding description (speechkit.downstream.word_grid writes
+# "lexicon beam 50, LM lm3.arpa x1, word score 0 (tuned on decode_dev_clean_lm3)"): the LM weight and word
+# score are tuned for each model, so they are left out when results of several models share a column.
+_TUNED = re.compile(r" x-?[\d.]+(?:e-?\d+)?(?=,|$| )|, word score -?[\d.]+(?:e-?\d+)?| \((?:best of|tuned on) [^)]*\)")
+
+
+def decode_family(decode: str | None) -> str:
+    """``info["decode"]`` without what was tuned per model: ``"greedy"``, ``"lexicon beam 50, LM lm3.arpa"``."""
+    if decode in (None, "", "greedy"):
+        return "greedy"
+    return _TUNED.sub("", decode).strip()
+
+
 def _labels_table(recs: list[ResultRecord], metric: str) -> list[str]:
-    """WER against labeled utterances, one column per init (+ decoding), when several amounts were run."""
+    """WER against labeled utterances, one column per init (+ decoding), when several amounts were run.
+
+    A column holds one init and one kind of decoding; the LM weight and word score each model was tuned
+    to stay in that model's own section."""
     sized = [r for r in recs if r.info.get("labeled utts") is not None and "Err" in r.values]
     sizes = sorted({int(r.info["labeled utts"]) for r in sized})
     if len(sizes) < 2:
@@ -189,17 +206,18 @@ def _labels_table(recs: list[ResultRecord], metric: str) -> list[str]:
     cols: list[str] = []
     cell: dict[tuple[str, str, int], float] = {}
     for r in sized:
+        family = decode_family(r.info.get("decode"))
         col = ("scratch" if r.info.get("init") == "scratch" else f"{r.info.get('init')}") + \
-              (f", {r.info['decode']}" if r.info.get("decode") not in (None, "greedy") else "") + \
-              (", LM" if r.info.get("lm") else "")
+              (f", {family}" if family != "greedy" else "") + (", LM" if r.info.get("lm") else "")
         if col not in cols:
             cols.append(col)
         cell[(r.dataset, col, int(r.info["labeled utts"]))] = float(r.values["Err"])
     out: list[str] = []
     for ds in sorted({r.dataset for r in sized}):
-        rows = [[str(n)] + [_fmt("Err", cell[(ds, c, n)], metric) if (ds, c, n) in cell else "-" for c in cols]
+        ds_cols = [c for c in cols if any((ds, c, n) in cell for n in sizes)]
+        rows = [[str(n)] + [_fmt("Err", cell[(ds, c, n)], metric) if (ds, c, n) in cell else "-" for c in ds_cols]
                 for n in sizes]
-        out += [f"#### {metric} vs labeled utterances ({ds})", ""] + _table(["labeled utts"] + cols, rows) + [""]
+        out += [f"#### {metric} vs labeled utterances ({ds})", ""] + _table(["labeled utts"] + ds_cols, rows) + [""]
     return out
 
 

@@ -73,3 +73,32 @@ def test_chance_levels_and_labels_table(tmp_path):
     table = md.split("#### WER vs labeled utterances (decode_test_clean)")[1]
     assert "|labeled utts|hubert_iter2|scratch|" in table
     assert "|50|60.0|90.0|" in table and "|200|30.0|70.0|" in table
+
+
+def test_labels_table_and_plot_keep_one_column_per_init_when_lm_weights_are_tuned_per_model(tmp_path):
+    """Each model's LM weight / word score is tuned on dev, so the descriptions differ between models;
+    the sweep table still has one column per init (and one line per init in the plot)."""
+    from speechkit.plots import wer_lines
+    from speechkit.results import collect_results, decode_family
+
+    exp = tmp_path / "exp"
+    tuned = {(50, "hubert_iter2"): "x2, word score -1", (200, "hubert_iter2"): "x1, word score 0",
+             (50, "scratch"): "x0.5, word score 1", (200, "scratch"): "x2, word score 1.5"}
+    for (n, init), how in tuned.items():
+        rec = _asr("", n, init, 10.0 if init == "scratch" else 5.0, dataset="decode_test_clean_lm3")
+        rec.info["decode"] = f"lexicon beam 50, LM lm3.arpa {how} (tuned on decode_dev_clean_lm3)"
+        write_result_json(exp / f"ft_{init}_{n}" / "decode_test_clean_lm3" / "result.json", rec)
+    md = format_results(collect_results(exp), env={})
+    table = md.split("#### WER vs labeled utterances (decode_test_clean_lm3)")[1].split("\n\n")[1]
+    assert table.splitlines()[0] == ("|labeled utts|hubert_iter2, lexicon beam 50, LM lm3.arpa"
+                                     "|scratch, lexicon beam 50, LM lm3.arpa|")
+    assert "|50|5.0|10.0|" in table and "|200|5.0|10.0|" in table and "-" not in table.splitlines()[2]
+    assert decode_family("greedy") == decode_family(None) == "greedy"
+    assert decode_family("CTC lexicon beam 5, LM lm.arpa x1e-05, word score -2 (best of 16 on this set)") == \
+        "CTC lexicon beam 5, LM lm.arpa"
+    assert decode_family("beam 5 lenpen 1") == "beam 5 lenpen 1"
+
+    lines, sets = wer_lines(collect_results(exp))
+    assert sets == ["decode_test_clean_lm3"]
+    assert lines == {"pre-trained (hubert_iter2), lexicon beam 50, LM lm3.arpa": [(50, 5.0), (200, 5.0)],
+                     "scratch, lexicon beam 50, LM lm3.arpa": [(50, 10.0), (200, 10.0)]}
