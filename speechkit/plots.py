@@ -18,7 +18,7 @@ import pathlib
 import re
 from typing import Any
 
-from speechkit.results import decode_family
+from speechkit.downstream.word_grid import decode_family
 
 logger = logging.getLogger(__name__)
 

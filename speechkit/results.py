@@ -27,9 +27,10 @@ import logging
 import os
 import pathlib
 import platform
-import re
 import subprocess
 from typing import Any, Iterable
+
+from speechkit.downstream.word_grid import decode_family
 
 logger = logging.getLogger(__name__)
 
@@ -179,19 +180,6 @@ def chance_level(task: str, metric: str, recs: list[ResultRecord]) -> str:
     if task == "units" and metric == "PNMI":
         return "PNMI 0 (units independent of the phones)"
     return ""
-
-
-# The per-model part of a word-level decoding description (speechkit.downstream.word_grid writes
-# "lexicon beam 50, LM lm3.arpa x1, word score 0 (tuned on decode_dev_clean_lm3)"): the LM weight and word
-# score are tuned for each model, so they are left out when results of several models share a column.
-_TUNED = re.compile(r" x-?[\d.]+(?:e-?\d+)?(?=,|$| )|, word score -?[\d.]+(?:e-?\d+)?| \((?:best of|tuned on) [^)]*\)")
-
-
-def decode_family(decode: str | None) -> str:
-    """``info["decode"]`` without what was tuned per model: ``"greedy"``, ``"lexicon beam 50, LM lm3.arpa"``."""
-    if decode in (None, "", "greedy"):
-        return "greedy"
-    return _TUNED.sub("", decode).strip()
 
 
 def _labels_table(recs: list[ResultRecord], metric: str) -> list[str]:

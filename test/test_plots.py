@@ -78,15 +78,16 @@ def test_chance_levels_and_labels_table(tmp_path):
 def test_labels_table_and_plot_keep_one_column_per_init_when_lm_weights_are_tuned_per_model(tmp_path):
     """Each model's LM weight / word score is tuned on dev, so the descriptions differ between models;
     the sweep table still has one column per init (and one line per init in the plot)."""
+    from speechkit.downstream.word_grid import decode_family, describe
     from speechkit.plots import wer_lines
-    from speechkit.results import collect_results, decode_family
+    from speechkit.results import collect_results
 
     exp = tmp_path / "exp"
-    tuned = {(50, "hubert_iter2"): "x2, word score -1", (200, "hubert_iter2"): "x1, word score 0",
-             (50, "scratch"): "x0.5, word score 1", (200, "scratch"): "x2, word score 1.5"}
-    for (n, init), how in tuned.items():
+    tuned = {(50, "hubert_iter2"): (2, -1), (200, "hubert_iter2"): (1, 0),
+             (50, "scratch"): (0.5, 1), (200, "scratch"): (2, 1.5)}
+    for (n, init), (lm_weight, word_score) in tuned.items():
         rec = _asr("", n, init, 10.0 if init == "scratch" else 5.0, dataset="decode_test_clean_lm3")
-        rec.info["decode"] = f"lexicon beam 50, LM lm3.arpa {how} (tuned on decode_dev_clean_lm3)"
+        rec.info["decode"] = describe(50, "lm3.arpa", lm_weight, word_score, "tuned on decode_dev_clean_lm3")
         write_result_json(exp / f"ft_{init}_{n}" / "decode_test_clean_lm3" / "result.json", rec)
     md = format_results(collect_results(exp), env={})
     table = md.split("#### WER vs labeled utterances (decode_test_clean_lm3)")[1].split("\n\n")[1]
@@ -94,8 +95,9 @@ def test_labels_table_and_plot_keep_one_column_per_init_when_lm_weights_are_tune
                                      "|scratch, lexicon beam 50, LM lm3.arpa|")
     assert "|50|5.0|10.0|" in table and "|200|5.0|10.0|" in table and "-" not in table.splitlines()[2]
     assert decode_family("greedy") == decode_family(None) == "greedy"
-    assert decode_family("CTC lexicon beam 5, LM lm.arpa x1e-05, word score -2 (best of 16 on this set)") == \
+    assert decode_family("CTC " + describe(5, "lm.arpa", 1e-05, -2, "best of 16 on this set")) == \
         "CTC lexicon beam 5, LM lm.arpa"
+    assert decode_family(describe(5, "4-gram.arpa", 1e21, 0.5)) == "lexicon beam 5, LM 4-gram.arpa"
     assert decode_family("beam 5 lenpen 1") == "beam 5 lenpen 1"
 
     lines, sets = wer_lines(collect_results(exp))

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import pathlib
+import re
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +84,26 @@ def word_decode_grid(args, tokenizer, source, grid, can_score) -> tuple[dict[str
         tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         tmp.replace(args.out / "lm_grid.json")
     lm_name = args.lm.name if args.lm is not None else "none"
-    how = f"lexicon beam {beam}, LM {lm_name} x{best['lm_weight']:g}, word score {best['word_score']:g}"
-    if len(grid) > 1:
-        how += f" (best of {len(grid)} on this set)"
-    elif args.tuned_from is not None:
-        how += f" (tuned on {args.tuned_from.name})"
-    return best["hyps"], how
+    chosen = (f"best of {len(grid)} on this set" if len(grid) > 1 else
+              f"tuned on {args.tuned_from.name}" if args.tuned_from is not None else None)
+    return best["hyps"], describe(beam, lm_name, best["lm_weight"], best["word_score"], chosen)
+
+
+def describe(beam: int, lm_name: str, lm_weight: float, word_score: float, chosen: str | None = None) -> str:
+    """The ``decode`` fact of a result record: ``"lexicon beam 50, LM lm3.arpa x1, word score 0 (tuned on
+    decode_dev_clean_lm3)"``; ``chosen`` says where the weights came from. :func:`decode_family` reads it."""
+    how = f"lexicon beam {beam}, LM {lm_name} x{lm_weight:g}, word score {word_score:g}"
+    return how + (f" ({chosen})" if chosen else "")
+
+
+# What describe() puts in per model: the weights and where they were chosen.
+_TUNED = re.compile(r" x-?[\d.]+(?:e[-+]?\d+)?(?=,)|, word score -?[\d.]+(?:e[-+]?\d+)?| \((?:best of|tuned on) [^)]*\)$")
+
+
+def decode_family(decode: str | None) -> str:
+    """A ``decode`` fact without what is tuned per model (so models decoded alike share a column or a line):
+    ``"greedy"`` or e.g. ``"lexicon beam 50, LM lm3.arpa"`` (a prefix such as ``"CTC "`` is kept); other
+    descriptions are returned as they are."""
+    if decode in (None, "", "greedy"):
+        return "greedy"
+    return _TUNED.sub("", decode).strip()
