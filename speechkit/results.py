@@ -176,7 +176,11 @@ def chance_level(task: str, metric: str, recs: list[ResultRecord]) -> str:
     if task == "sv":
         return "EER 50 % (random scores); minDCF 1.0"
     if task == "asr" and metric in ("WER", "CER"):
-        return f"{metric} 100 % (an empty hypothesis: every reference token deleted)"
+        text = f"{metric} 100 % (an empty hypothesis: every reference token deleted)"
+        if any(r.info.get("modalities") == "none" for r in recs):  # speechkit.bin.guess_baseline
+            text += "; on a closed grammar, the blind guess (modalities none: one training transcript for every " \
+                    "utterance)"
+        return text
     if task == "units" and metric == "PNMI":
         return "PNMI 0 (units independent of the phones)"
     return ""

@@ -65,6 +65,16 @@ def test_results_have_every_modality_and_condition(finished_recipe):
             assert want in rec["info"]["noise"], rec["info"]
     assert not (recipe / "exp" / "vsr" / "decode_test_babble_0").exists()  # noise means nothing to lip reading
     assert "video" in results and "audiovisual" in results
+    # the blind-guess row, and the GRID sentences it guesses from (the recipe's default grammar)
+    guess = json.loads((recipe / "exp" / "guess" / "decode_test_clean" / "result.json").read_text())
+    assert guess["info"]["modalities"] == "none" and "## exp/guess" in results and "blind guess" in results
+    hyp = (recipe / "exp" / "guess" / "decode_test_clean" / "hyp").read_text().splitlines()
+    assert len({ln.split(maxsplit=1)[1] for ln in hyp}) == 1
+    from speechkit.corpora.synth.text import GRID_SLOTS
+
+    grid = {w.upper() for slot in GRID_SLOTS for w in slot}
+    for ln in (recipe / "data" / "lrs3" / "test" / "text").read_text().splitlines():
+        assert len(ln.split()) == 7 and set(ln.split()[1:]) <= grid, ln
 
 
 def test_rerun_skips_finished_work(finished_recipe):
@@ -73,6 +83,21 @@ def test_rerun_skips_finished_work(finished_recipe):
     assert res.returncode == 0, res.stderr[-3000:]
     log = res.stdout + res.stderr
     assert "skipping" in log and "starting from scratch" not in log and "decoded" not in log
+
+
+def test_a_changed_corpus_does_not_meet_the_old_data_dirs(finished_recipe):
+    """Stages skip finished work, so a corpus made again (another seed or grammar) must stop the run."""
+    recipe, _ = finished_recipe
+    stamp = recipe / "corpus" / "lrs3" / ".synth_av.json"
+    kept = stamp.read_text()
+    assert (recipe / "data" / "lrs3" / ".corpus.json").read_text() == kept
+    try:
+        stamp.write_text(kept.replace('"grammar": "grid"', '"grammar": "open"'))
+        assert stamp.read_text() != kept
+        res = run_recipe(recipe, "--config", "conf/tiny.sh", "--stage", "17", "--stop-stage", "17", timeout=300)
+        assert res.returncode != 0 and "is not the corpus data/lrs3 was prepared from" in res.stderr
+    finally:
+        stamp.write_text(kept)
 
 
 def test_make_noise_dir_is_deterministic(tmp_path):

@@ -5,8 +5,10 @@ import cv2
 import numpy as np
 
 from speechkit.corpora.synth import make_voices
+from speechkit.corpora.synth.text import GRID_SLOTS, GridGrammar, text_bucket
 from speechkit.corpora.synth_av import (SAMPLES_PER_FRAME, VISEMES, FaceRenderer, make_clip, make_face_styles,
-                                        make_synth_av_corpus, mouth_trajectory, viseme_targets)
+                                        make_synth_av_corpus, mouth_trajectory, viseme_targets,
+                                        written_word_segments)
 from speechkit.features.mouth_roi import RoiConfig, extract_mouth_rois
 from speechkit.io.video import probe, read_audio, read_video
 
@@ -66,6 +68,40 @@ def test_clip_lengths_and_mouth_follows_speech():
     assert np.corrcoef(dark, energy)[0, 1] > 0.2
 
 
+def test_transcript_keeps_words_espeak_folds_into_a_neighbour():
+    """espeak-ng reports no word for some unstressed words (here the article "a" after "at"); the transcript
+    is still the sentence, the folded word gets an empty segment where the word before it ends."""
+    segs = [("BIN", 10, 20), ("AT", 20, 30), ("ZERO", 30, 40)]
+    assert written_word_segments(["bin", "at", "a", "zero"], segs) == [
+        ("BIN", 10, 20), ("AT", 20, 30), ("A", 30, 30), ("ZERO", 30, 40)]
+    assert written_word_segments(["a", "bin"], [("BIN", 5, 9)])[0] == ("A", 5, 5)
+    assert written_word_segments(["bin", "a"], [("BIN", 5, 9)])[1] == ("A", 9, 9)
+    # a spoken form stands for its written word ("a" said as the letter name)
+    assert written_word_segments(["at", "a"], [("AT", 0, 4), ("EH", 4, 8)], {"a": "eh"})[1] == ("A", 4, 8)
+    try:
+        written_word_segments(["bin"], [("BLUE", 0, 4)])
+        raise AssertionError("an unknown word must be an error")
+    except ValueError as e:
+        assert "BLUE" in str(e)
+    voice, style = make_voices(1, seed=3)[0], make_face_styles(1, seed=3)[0]
+    for spoken in (None, GridGrammar.spoken):  # espeak folds "a" here; said as "eh" it is a word of its own
+        clip = make_clip(["bin blue at a zero again"], voice, style, np.random.default_rng(0), spoken=spoken)
+        assert clip.text == "BIN BLUE AT A ZERO AGAIN"
+        assert [w for w, _, _ in clip.words] == clip.text.split()
+    a = clip.words[3]
+    assert a[2] - a[1] > 0.05  # the letter name has its own stretch of audio
+
+
+def test_grid_grammar():
+    import random
+
+    g = GridGrammar(random.Random(0))
+    sentences = [g.sentence() for _ in range(400)]
+    assert all(len(s) == 6 and all(w in slot for w, slot in zip(s, GRID_SLOTS)) for s in sentences)
+    assert sum(len(slot) for slot in GRID_SLOTS) == 51 and "w" not in GRID_SLOTS[3]
+    assert {s[3] for s in sentences} == set(GRID_SLOTS[3])  # every letter is drawn
+
+
 def test_faces_are_detected_across_speakers():
     voices = make_voices(6, seed=1)
     styles = make_face_styles(6, seed=1)
@@ -87,6 +123,10 @@ def test_tiny_corpora_layouts(synth_av_root):  # noqa: F811
             txt = m.with_suffix(".txt").read_text().splitlines()
             assert txt[0].startswith("Text:  ") and txt[1].startswith("Conf:  ") and txt[3] == "WORD START END ASDSCORE"
     assert sorted(p.name for p in (lrs3 / "trainval").glob("*/*.mp4"))[0] == "50001.mp4"
+    # no test sentence is in the training text: test speakers say sentences of text bucket 0 only
+    for part in ("trainval", "test"):  # one sentence per clip
+        texts = [t.read_text().splitlines()[0][len("Text:  "):].lower() for t in (lrs3 / part).glob("*/*.txt")]
+        assert {text_bucket(t) == 0 for t in texts} == {part == "test"}
     durations = [probe(m).video_duration for m in (lrs3 / "pretrain").glob("*/*.mp4")]
     assert max(durations) > 15.0  # the clip the pretrain splitting needs
     m = next((lrs3 / "test").glob("*/*.mp4"))

@@ -7,6 +7,8 @@ cartoon face whose mouth follows the phones:
   target to another across the phone;
 * targets are laid out at 100 Hz and smoothed with a Gaussian (**coarticulation**: the lips anticipate
   and lag neighbouring phones), then averaged over each 40 ms video frame;
+* the sentences come from the synthetic corpus' open grammar or from GRID's closed command grammar
+  (``grammar="grid"``); test speakers never say a sentence of the training text;
 * every speaker has their own **appearance** (skin tone, hair, lip colour, face width and length,
   eye spacing, mouth size, how wide they articulate, background), and every clip gets slow **head
   jitter** (translation, in-plane rotation, scale), brightness drift and sensor **noise**.
@@ -33,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speechkit.corpora.synth import Voice, make_voices, synthesize
-from speechkit.corpora.synth.text import Grammar
+from speechkit.corpora.synth import Voice, make_voices, normalize_text, synthesize
+from speechkit.corpora.synth.text import GRAMMARS, text_bucket
 from speechkit.io.video import write_av
 
 log = logging.getLogger(__name__)
@@ -313,19 +315,52 @@ class AVClip:
         return len(self.audio) / SAMPLE_RATE
 
 
+def written_word_segments(written: list[str], segments: list[tuple[str, int, int]],
+                          spoken: dict[str, str] | None = None) -> list[tuple[str, int, int]]:
+    """A segment for every written word, from the words espeak-ng reported (in ``spoken`` form).
+
+    espeak-ng folds some unstressed words ("the", "a", "was") into a neighbour and reports no word for
+    them (about one sentence in ten of the open grammar). Such a word gets an empty segment where the
+    words before it end, so the transcript keeps every word the audio says."""
+    spoken = spoken or {}
+    said = [normalize_text(spoken.get(w, w)) for w in written]
+    out: list[tuple[str, int, int]] = []
+    j = 0
+    for label, s, e in segments:
+        start = j
+        while j < len(said) and said[j] != label:
+            j += 1
+        if j == len(said):
+            raise ValueError(f"espeak-ng reported word {label!r}, not in the sentence {' '.join(written)!r}")
+        for k in range(start, j):  # words folded into a neighbour
+            edge = out[-1][2] if out else s
+            out.append((normalize_text(written[k]), edge, edge))
+        out.append((normalize_text(written[j]), s, e))
+        j += 1
+    edge = out[-1][2] if out else 0
+    out += [(normalize_text(w), edge, edge) for w in written[j:]]
+    return out
+
+
 def make_clip(sentences: list[str], voice: Voice, style: FaceStyle, rng: np.random.Generator,
-              size: int = 160, pause: tuple[float, float] = (0.5, 0.9), face: bool = True) -> AVClip:
-    """Speak ``sentences`` one after another (silent pauses between), render the face, pad to whole frames."""
+              size: int = 160, pause: tuple[float, float] = (0.5, 0.9), face: bool = True,
+              spoken: dict[str, str] | None = None) -> AVClip:
+    """Speak ``sentences`` one after another (silent pauses between), render the face, pad to whole frames.
+
+    ``spoken`` maps a written word to the text espeak-ng is given for it (see ``GridGrammar.spoken``)."""
+    spoken = spoken or {}
     audio_parts, phones, words = [], [], []
     pos = int(rng.uniform(0.1, 0.3) * SAMPLE_RATE)
     audio_parts.append(np.zeros(pos, np.float32))
     phones.append(("SIL", 0, pos))
     for i, sentence in enumerate(sentences):
-        utt = synthesize(sentence, voice, SAMPLE_RATE)
+        written = sentence.split()
+        utt = synthesize(" ".join(spoken.get(w, w) for w in written), voice, SAMPLE_RATE)
         peak = float(np.abs(utt.audio).max()) or 1.0
         audio_parts.append(utt.audio * (rng.uniform(0.4, 0.8) / peak))
         phones += [(p, s + pos, e + pos) for p, s, e in utt.phones]
-        words += [(w, (s + pos) / SAMPLE_RATE, (e + pos) / SAMPLE_RATE) for w, s, e in utt.words]
+        words += [(w, (s + pos) / SAMPLE_RATE, (e + pos) / SAMPLE_RATE)
+                  for w, s, e in written_word_segments(written, utt.words, spoken)]
         pos += len(utt.audio)
         gap = int(rng.uniform(*pause) * SAMPLE_RATE) if i < len(sentences) - 1 else int(rng.uniform(0.1, 0.3) * SAMPLE_RATE)
         audio_parts.append(np.zeros(gap, np.float32))
@@ -379,18 +414,28 @@ def _youtube_id(rng: random.Random) -> str:
 
 
 class _Speaker:
-    def __init__(self, index: int, voice: Voice, style: FaceStyle, seed: int, size: int):
-        self.voice, self.style, self.size = voice, style, size
-        self.grammar = Grammar(random.Random(f"synth-av-text-{seed}-{index}"))
+    def __init__(self, index: int, voice: Voice, style: FaceStyle, seed: int, size: int, grammar: str = "open",
+                 test: bool = False):
+        self.voice, self.style, self.size, self.test = voice, style, size, test
+        self.grammar = GRAMMARS[grammar](random.Random(f"synth-av-text-{seed}-{index}"))
         self.rng = np.random.default_rng([seed, index, 11])
 
-    def clip(self, n_sentences: int, min_duration: float = 0.0, face: bool = True) -> AVClip:
-        sentences = [" ".join(self.grammar.sentence()) for _ in range(n_sentences)]
+    def sentence(self) -> str:
+        """A sentence of this speaker's part: test speakers say only sentences of text bucket 0, the others
+        never do, so no test sentence is in the training text (GRID's grammar has only 64 000 sentences)."""
         while True:
-            c = make_clip(sentences, self.voice, self.style, self.rng, self.size, face=face)
+            s = " ".join(self.grammar.sentence())
+            if (text_bucket(s) == 0) == self.test:
+                return s
+
+    def clip(self, n_sentences: int, min_duration: float = 0.0, face: bool = True) -> AVClip:
+        sentences = [self.sentence() for _ in range(n_sentences)]
+        while True:
+            c = make_clip(sentences, self.voice, self.style, self.rng, self.size, face=face,
+                          spoken=self.grammar.spoken)
             if c.duration >= min_duration:
                 return c
-            sentences.append(" ".join(self.grammar.sentence()))
+            sentences.append(self.sentence())
 
 
 def _lrs3_speaker(job: tuple) -> tuple[int, dict[str, list[str]]]:
@@ -480,11 +525,14 @@ def _run_jobs(fn, jobs: list, nj: int) -> list:
 
 
 def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed: int = 0,
-                         image_size: int = 160, nj: int = 1) -> Path:
+                         image_size: int = 160, nj: int = 1, grammar: str = "open") -> Path:
     """Write ``out_dir/lrs3`` (``layout="lrs3"``) or ``out_dir/voxceleb2`` (``"voxceleb2"``); returns it.
 
     The LRS3 layout also gets ``out_dir/lrs3_alignments/{trainval,test}.phones``: one phone per 10 ms frame
     of each unsplit clip, under the utterance ids ``prepare_lrs3`` gives it (for label-quality scoring).
+
+    ``grammar``: the sentences, ``"open"`` (the synthetic corpus' grammar: 499 words, millions of sentences)
+    or ``"grid"`` (GRID's six-word commands over 51 words, the closed-vocabulary lip-reading task).
 
     Cached: a finished corpus with the same parameters (stamp file) is not written again. ``nj`` processes
     write speakers side by side; the files are the same for any ``nj``.
@@ -496,9 +544,12 @@ def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed
         raise ValueError(f"layout must be 'lrs3' or 'voxceleb2', got {layout!r}")
     if size not in AV_SIZES:
         raise ValueError(f"size must be one of {sorted(AV_SIZES)}, got {size!r}")
+    if grammar not in GRAMMARS:
+        raise ValueError(f"grammar must be one of {sorted(GRAMMARS)}, got {grammar!r}")
     cfg = AV_SIZES[size]
     root = Path(out_dir) / layout
-    stamp = {"layout": layout, "size": size, "seed": seed, "image_size": image_size, "version": 4}
+    stamp = {"layout": layout, "size": size, "seed": seed, "image_size": image_size, "grammar": grammar,
+             "version": 5}
     stamp_path = root / ".synth_av.json"
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
         log.info("%s: synthetic %s corpus already complete (%s)", root, layout, stamp_path)
@@ -508,7 +559,8 @@ def make_synth_av_corpus(out_dir, layout: str = "lrs3", size: str = "tiny", seed
     n_total = cfg.speakers + cfg.test_speakers
     voices = make_voices(n_total, seed + (0 if layout == "lrs3" else 1000))
     styles = make_face_styles(n_total, seed + (0 if layout == "lrs3" else 1000))
-    sps = [_Speaker(i, voices[i], styles[i], seed, image_size) for i in range(n_total)]
+    sps = [_Speaker(i, voices[i], styles[i], seed, image_size, grammar, test=i >= cfg.speakers)
+           for i in range(n_total)]
     ids = random.Random(f"synth-av-ids-{seed}-{layout}")
     writer = _write_lrs3 if layout == "lrs3" else _write_voxceleb2
     n = writer(tmp, cfg, sps[:cfg.speakers], sps[cfg.speakers:], ids, nj)

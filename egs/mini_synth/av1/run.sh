@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mini audio-visual recipe: AV-HuBERT pre-training, lip reading (VSR), ASR and AVSR on the synthetic
 # talking-face corpus, prepared exactly as LRS3 and VoxCeleb2 are. Runs anywhere (2 CPU cores, no downloads).
-#   1  make the synthetic AV corpora (corpus/lrs3, corpus/voxceleb2 when in --corpora)
+#   1  make the synthetic AV corpora (corpus/lrs3, corpus/voxceleb2 when in --corpora), sentences of --grammar
 #   2  LRS3 prep: pretrain (long clips split at word gaps), trainval, valid, train_30h, train_433h, test
 #   3  VoxCeleb2 prep: dev/test from the mp4 variant (video_src.scp) and from the aac variant (audio only)
 #   4  mouth ROIs ($roi_size x $roi_size gray, 25 fps) for the LRS3 sets used below (train_433h, valid, test; train_30h,
@@ -22,6 +22,8 @@
 #      data and updates)
 #  16  decode: the CTC head at the word level (lexicon + word LM), LM weight and word score tuned on valid;
 #      test: VSR on video; ASR and AVSR on clean audio and with babble / noise at $snrs dB (fixed seed)
+#      and the blind-guess row (exp/guess): the training transcript with the fewest errors on valid, for every
+#      utterance (chance for a closed grammar: an empty hypothesis scores 100 %, a guess much less)
 #  17  RESULTS.md
 # Usage: ./run.sh [--stage N] [--stop-stage M] [--size tiny|default] [--corpora "lrs3 voxceleb2"] [--iters 1|2]
 #        [--config conf/tiny.sh] ...
@@ -31,6 +33,8 @@ stage=1
 stop_stage=100
 size=default            # synthetic AV corpus size: tiny (tests, seconds) or default (~40 min of video)
 seed=0
+grammar=grid            # sentences: grid (GRID's six-word commands, 51 words) or open (the 499-word grammar,
+                        # where lip reading from this little video stays at chance: README)
 nj=2                    # parallel jobs (corpus synthesis, audio extraction, ROI extraction, decoding)
 threads_per_job=""      # threads of each of the $nj jobs; "": cores / nj (utils/threads.sh)
 cores=""                # cores this recipe may use; "": nproc
@@ -76,14 +80,24 @@ d=data/lrs3
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   begin 1 "synthetic AV corpora (size=$size)"
-  python -m speechkit.bin.make_synth_av_corpus corpus --layout $corpora --size $size --seed $seed --nj $nj
+  python -m speechkit.bin.make_synth_av_corpus corpus --layout $corpora --size $size --seed $seed \
+    --grammar $grammar --nj $nj
   took 1
+fi
+# the later stages skip finished work: a corpus made again with another --seed, --grammar or --size (or by a
+# newer version of the generator) must not meet data dirs, features and models of the old one
+if [ -f $d/.prep.done ] && [ -f corpus/lrs3/.synth_av.json ] && ! cmp -s corpus/lrs3/.synth_av.json $d/.corpus.json; then
+  echo "$0: corpus/lrs3 ($(cat corpus/lrs3/.synth_av.json)) is not the corpus $d was prepared from" \
+    "($(cat $d/.corpus.json 2>/dev/null || echo 'not recorded')): remove data, dump and exp, or use a fresh copy" \
+    "of the recipe" >&2
+  exit 1
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   begin 2 "LRS3 data dirs"
   if ! is_done data/lrs3/.prep.done; then
     python -m speechkit.bin.prepare_lrs3 corpus/lrs3 data/lrs3 --audio-dir dump/audio/lrs3 --seed $seed --nj $nj
+    cp corpus/lrs3/.synth_av.json $d/.corpus.json
     touch data/lrs3/.prep.done
   fi
   took 2
@@ -289,6 +303,11 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
     done
   done
   wait_side_by_side
+  if [ ! -f exp/guess/.done ]; then  # the blind-guess row: one training transcript for every utterance
+    python -m speechkit.bin.guess_baseline --train-text $d/train_433h/text --tune-dir $d/valid --data-dir $d/test \
+      --out exp/guess
+    touch exp/guess/.done
+  fi
   took 16
 fi
 

@@ -5,6 +5,9 @@ millions of distinct sentences of 2 to ~16 words, so a recogniser has to model w
 order, and WER on held-out sentences means something. Every word is plain lower-case ASCII; the
 transcripts are upper-cased, as LibriSpeech's are.
 
+:class:`GridGrammar` speaks the GRID corpus' fixed six-word commands instead (51 words), the
+closed-vocabulary task of small-scale lip reading (the synthetic audio-visual corpus offers it).
+
 The lists were written for this project. Homographs whose pronunciation depends on meaning
 (read, live, lead, wind, ...) are left out so that a word always has one pronunciation per accent.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import string
 
 NAMES = (
     "anna ben clara david emma frank grace henry isabel jack kate leo maria nathan olivia peter "
@@ -96,6 +100,8 @@ VOCABULARY: frozenset[str] = _vocabulary()
 
 class Grammar:
     """Samples sentences (lists of lower-case words) with a caller-owned ``random.Random``."""
+
+    spoken: dict[str, str] = {}  # written word -> text given to espeak-ng, where they differ
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
@@ -197,6 +203,35 @@ class Grammar:
         if self._p(0.5):
             words.append(r.choice(ADVERBS))
         return words
+
+
+# The GRID audio-visual corpus' command grammar (Cooke et al., 2006): six slots, 51 words, e.g.
+# "bin blue at f two now". Letters are a-z without w; digits are spelled out.
+GRID_SLOTS: tuple[tuple[str, ...], ...] = (
+    ("bin", "lay", "place", "set"),
+    ("blue", "green", "red", "white"),
+    ("at", "by", "in", "with"),
+    tuple(c for c in string.ascii_lowercase if c != "w"),
+    ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
+    ("again", "now", "please", "soon"),
+)
+
+
+class GridGrammar:
+    """GRID's fixed six-word commands (closed vocabulary: the small-vocabulary lip-reading task)."""
+
+    # Written word -> the text espeak-ng is given: alone, "a" is read as the article (a schwa that espeak
+    # folds into the word before it), not as the letter name GRID's speakers say.
+    spoken = {"a": "eh"}
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def sentence(self) -> list[str]:
+        return [self.rng.choice(slot) for slot in GRID_SLOTS]
+
+
+GRAMMARS = {"open": Grammar, "grid": GridGrammar}
 
 
 def text_bucket(text: str, num_buckets: int = 20) -> int:
