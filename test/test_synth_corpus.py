@@ -253,3 +253,11 @@ def test_cli_help():
         out = subprocess.run([sys.executable, "-m", f"speechkit.bin.{mod}", "--help"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout
         assert "usage:" in out and "--out" in out
+
+
+def test_synthesize_keeps_words_espeak_folds_into_a_neighbour():
+    """espeak-ng reports no word for the article in "at a zero"; the word list is still the sentence."""
+    utt = synthesize("bin blue at a zero again", Voice("en-us+m3", pitch=50, range=50, rate=175))
+    assert [w for w, _, _ in utt.words] == utt.text.split() == "BIN BLUE AT A ZERO AGAIN".split()
+    at, a, zero = utt.words[2:5]
+    assert a[1] == a[2] == at[2] and zero[1] >= a[2]  # an empty segment where AT ends

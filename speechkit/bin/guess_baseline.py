@@ -27,14 +27,10 @@ logger = logging.getLogger("speechkit.bin.guess_baseline")
 
 
 def word_errors(ref: list[str], hyp: list[str]) -> int:
-    """Levenshtein distance between two word lists."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i]
-        for j, h in enumerate(hyp, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h)))
-        prev = cur
-    return prev[-1]
+    """Substitutions + deletions + insertions of ``hyp`` against ``ref`` (the scoring's own alignment)."""
+    from speechkit.text.scoring import align
+
+    return sum(op != "C" for op, _, _ in align(ref, hyp))
 
 
 def best_guess(train: list[str], tune: list[str], max_candidates: int = 2000) -> tuple[str, int]:

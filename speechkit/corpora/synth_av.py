@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from speechkit.corpora.synth import Voice, make_voices, normalize_text, synthesize
+from speechkit.corpora.synth.speak import cover_words
 from speechkit.corpora.synth.text import GRAMMARS, text_bucket
 from speechkit.io.video import write_av
 
@@ -317,29 +318,14 @@ class AVClip:
 
 def written_word_segments(written: list[str], segments: list[tuple[str, int, int]],
                           spoken: dict[str, str] | None = None) -> list[tuple[str, int, int]]:
-    """A segment for every written word, from the words espeak-ng reported (in ``spoken`` form).
-
-    espeak-ng folds some unstressed words ("the", "a", "was") into a neighbour and reports no word for
-    them (about one sentence in ten of the open grammar). Such a word gets an empty segment where the
-    words before it end, so the transcript keeps every word the audio says."""
+    """A segment for every written word (upper case), from espeak-ng's word segments of the ``spoken``
+    forms (one word each, e.g. "a" said as "eh"); words espeak-ng folded into a neighbour get an empty one
+    (:func:`speechkit.corpora.synth.speak.cover_words`)."""
     spoken = spoken or {}
     said = [normalize_text(spoken.get(w, w)) for w in written]
-    out: list[tuple[str, int, int]] = []
-    j = 0
-    for label, s, e in segments:
-        start = j
-        while j < len(said) and said[j] != label:
-            j += 1
-        if j == len(said):
-            raise ValueError(f"espeak-ng reported word {label!r}, not in the sentence {' '.join(written)!r}")
-        for k in range(start, j):  # words folded into a neighbour
-            edge = out[-1][2] if out else s
-            out.append((normalize_text(written[k]), edge, edge))
-        out.append((normalize_text(written[j]), s, e))
-        j += 1
-    edge = out[-1][2] if out else 0
-    out += [(normalize_text(w), edge, edge) for w in written[j:]]
-    return out
+    if any(len(x.split()) != 1 for x in said):
+        raise ValueError(f"every written word must be spoken as one word: {written!r} -> {said!r}")
+    return [(normalize_text(w), s, e) for w, (_, s, e) in zip(written, cover_words(said, segments))]
 
 
 def make_clip(sentences: list[str], voice: Voice, style: FaceStyle, rng: np.random.Generator,

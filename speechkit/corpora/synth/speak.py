@@ -24,7 +24,8 @@ Segment = tuple[str, int, int]  # (symbol, start_sample, end_sample), end exclus
 @dataclass
 class Utterance:
     """Synthesized speech. Segments are in samples at ``sample_rate``; ``phones`` are contiguous and
-    cover ``[0, len(audio))`` exactly, with ``SIL`` for silence; ``words`` cover only the speech."""
+    cover ``[0, len(audio))`` exactly, with ``SIL`` for silence; ``words`` cover only the speech, one per
+    word of ``text`` (empty for a word espeak-ng folded into a neighbour: :func:`cover_words`)."""
 
     audio: np.ndarray  # float32 (T,) in [-1, 1]
     phones: list[Segment]
@@ -105,7 +106,8 @@ def _phone_segments(events, num_samples: int) -> list[tuple[str, int, int, int]]
 
 
 def _word_segments(events, text: str, phones) -> list[Segment]:
-    """Words from WORD events, spanning the (non-silence) phones whose text position is inside them."""
+    """One segment per word of ``text``: WORD events span the (non-silence) phones whose text position is
+    inside them; a word without an event or phones of its own is filled in by :func:`cover_words`."""
     data = text.encode("utf-8")
     words: list[Segment] = []
     for ev in events:
@@ -117,7 +119,32 @@ def _word_segments(events, text: str, phones) -> list[Segment]:
         if not label or not spans:
             continue
         words.append((label, spans[0][0], spans[-1][1]))
-    return words
+    return cover_words(normalize_text(text).split(), words)
+
+
+def cover_words(words: list[str], reported: list[Segment]) -> list[Segment]:
+    """A segment for each of ``words`` (upper case, in order) from the word segments espeak-ng reported.
+
+    espeak-ng folds some unstressed words ("the", "a", "was") into a neighbour and reports no word for
+    them (one sentence in ten of the synthetic grammar). Such a word gets an empty segment where the words
+    before it end, so the word list is the sentence. A reported label of several words (``"X RAY"`` from
+    "x-ray") gives its span to the first of them."""
+    tokens = [(w, s if k == 0 else e, e) for label, s, e in reported for k, w in enumerate(label.split())]
+    out: list[Segment] = []
+    j = 0
+    for label, s, e in tokens:
+        start = j
+        while j < len(words) and words[j] != label:
+            j += 1
+        if j == len(words):
+            raise ValueError(f"espeak-ng reported word {label!r}, not in the sentence {' '.join(words)!r}")
+        for folded in words[start:j]:
+            edge = out[-1][2] if out else s
+            out.append((folded, edge, edge))
+        out.append((words[j], s, e))
+        j += 1
+    edge = out[-1][2] if out else 0
+    return out + [(w, edge, edge) for w in words[j:]]
 
 
 def _rescale(segs: list[Segment], ratio: float, length: int) -> list[Segment]:
